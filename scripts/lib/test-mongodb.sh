@@ -1,0 +1,74 @@
+# Sourced by scripts/test.sh and scripts/demo.sh: installs (once, cached) and starts SecantusDB,
+# the MongoDB-compatible test server of DESIGN.md, as a separate process.
+#
+#   start_test_mongodb        sets SSE_LOGS_TEST_MONGODB_URI and TEST_MONGODB_PID
+#   stop_test_mongodb         stops what start_test_mongodb started
+#
+# The server binary is cached under ${SSE_LOGS_CACHE:-~/.cache/sse-logs}; the first install
+# builds it from crates.io (about 4.5 minutes on 2 cores), falling back to the PyPI build.
+
+SECANTUS_VERSION="0.5.3-beta.196"
+SECANTUS_PY_VERSION="0.7.0b3"
+SSE_LOGS_CACHE="${SSE_LOGS_CACHE:-$HOME/.cache/sse-logs}"
+
+log() { printf '%s\n' "$*" >&2; }
+
+# Prints the path of a working server command, installing it if needed.
+find_test_mongodb() {
+    local bin="$SSE_LOGS_CACHE/secantus-$SECANTUS_VERSION/bin/secantusd-rs"
+    if [ -x "$bin" ]; then echo "$bin"; return 0; fi
+    log "installing secantus-mdb $SECANTUS_VERSION (first run only; cached in $SSE_LOGS_CACHE)"
+    if ! command -v cmake >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ]; then
+            apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
+        else
+            log "cmake is missing; install it (apt-get install cmake) to build secantus-mdb"
+        fi
+    fi
+    if cargo install secantus-mdb --version "=$SECANTUS_VERSION" --locked --ignore-rust-version \
+        --root "$SSE_LOGS_CACHE/secantus-$SECANTUS_VERSION" >&2; then
+        echo "$bin"; return 0
+    fi
+    log "building secantus-mdb failed; falling back to the PyPI build (slower)"
+    local venv="$SSE_LOGS_CACHE/secantus-py-$SECANTUS_PY_VERSION"
+    if [ ! -x "$venv/bin/secantusd-py" ]; then
+        python3 -m venv "$venv" >&2 && "$venv/bin/pip" install -q "SecantusDB==$SECANTUS_PY_VERSION" >&2 || return 1
+    fi
+    echo "$venv/bin/secantusd-py"
+}
+
+start_test_mongodb() {
+    local bin
+    bin="$(find_test_mongodb)" || { log "no MongoDB-compatible test server could be installed"; return 1; }
+    TEST_MONGODB_DIR="$(mktemp -d -t sse-logs-mongodb.XXXXXX)"
+    local extra=(--log-file-max 16MB --log-level WARNING)
+    # The PyPI build has no --log-file-max and prints its port only at INFO.
+    case "$bin" in *secantusd-py) extra=(--log-level INFO) ;; esac
+    "$bin" --host 127.0.0.1 --port 0 --storage-path "$TEST_MONGODB_DIR/data" --cache-size 256M \
+        "${extra[@]}" >"$TEST_MONGODB_DIR/server.log" 2>&1 &
+    TEST_MONGODB_PID=$!
+    local port="" i
+    for i in $(seq 1 200); do
+        port="$(sed -n 's/.*listening on [0-9.]*:\([0-9][0-9]*\).*/\1/p' "$TEST_MONGODB_DIR/server.log" | head -n1)"
+        [ -n "$port" ] && break
+        kill -0 "$TEST_MONGODB_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    if [ -z "$port" ]; then
+        log "the test MongoDB server did not start:"; cat "$TEST_MONGODB_DIR/server.log" >&2
+        return 1
+    fi
+    export SSE_LOGS_TEST_MONGODB_URI="mongodb://127.0.0.1:$port"
+    # Tests that restart the server (MongoDB outage cases) start their own from this command.
+    export SSE_LOGS_TEST_MONGODB_BIN="$bin"
+    log "test MongoDB (SecantusDB) listening at $SSE_LOGS_TEST_MONGODB_URI"
+}
+
+stop_test_mongodb() {
+    if [ -n "${TEST_MONGODB_PID:-}" ]; then
+        kill "$TEST_MONGODB_PID" 2>/dev/null || true
+        wait "$TEST_MONGODB_PID" 2>/dev/null || true
+        rm -rf "$TEST_MONGODB_DIR"
+        TEST_MONGODB_PID=""
+    fi
+}

@@ -1,0 +1,200 @@
+//! Typed settings, loaded in layers by the `config` crate.
+//!
+//! Later layers win: built-in defaults, `config/default.toml` (optional), the file named by
+//! `SSE_LOGS_CONFIG`, then `SSE_LOGS__<SECTION>__<KEY>` environment variables. Every value is
+//! checked once at start so that a typo fails loudly, naming the key, instead of at first use.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything the service can be told from outside.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub mongodb: MongoSettings,
+    pub sse: SseSettings,
+    pub limits: Limits,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    /// Address to listen on; port 0 picks a free port (tests use that).
+    pub bind: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MongoSettings {
+    pub uri: String,
+    pub database: String,
+    pub collection: String,
+    /// Apply pending migrations when `serve` starts, so a fresh deployment just works.
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SseSettings {
+    pub keep_alive_secs: u64,
+    pub retry_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Limits {
+    pub max_streams: usize,
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    /// `text` for people, `json` for log collectors.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Why the settings could not be loaded; the message always names the offending key or file.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+const DEFAULTS: &[(&str, &str)] = &[
+    ("http.bind", "127.0.0.1:8080"),
+    ("mongodb.uri", "mongodb://127.0.0.1:27017"),
+    ("mongodb.database", "popop"),
+    ("mongodb.collection", "sse_logs"),
+    ("mongodb.migrate_on_start", "true"),
+    ("sse.keep_alive_secs", "15"),
+    ("sse.retry_ms", "2000"),
+    ("limits.max_streams", "10000"),
+    ("limits.max_body_bytes", "1048576"),
+    ("log.format", "text"),
+];
+
+impl Settings {
+    /// Loads settings from the real process environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        Self::load_from(std::env::vars().collect())
+    }
+
+    /// Loads settings from the given environment; tests pass their own map.
+    pub fn load_from(env: HashMap<String, String>) -> Result<Self, SettingsError> {
+        let mut builder = config::Config::builder();
+        for (key, value) in DEFAULTS {
+            builder = builder.set_default(*key, *value)?;
+        }
+        builder = builder.add_source(config::File::with_name("config/default").required(false));
+        if let Some(path) = env.get("SSE_LOGS_CONFIG") {
+            builder = builder.add_source(config::File::with_name(path).required(true));
+        }
+        let env_source = config::Environment::with_prefix("SSE_LOGS")
+            .prefix_separator("__")
+            .separator("__")
+            .source(Some(env.into_iter().collect()));
+        let settings: Settings = builder.add_source(env_source).build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |key, message: &str| Err(SettingsError::Invalid { key, message: message.to_owned() });
+        if self.http.bind.parse::<SocketAddr>().is_err() {
+            return invalid("http.bind", "expected an address like 127.0.0.1:8080");
+        }
+        if !self.mongodb.uri.starts_with("mongodb://") && !self.mongodb.uri.starts_with("mongodb+srv://") {
+            return invalid("mongodb.uri", "expected a mongodb:// or mongodb+srv:// URI");
+        }
+        if self.mongodb.database.is_empty() {
+            return invalid("mongodb.database", "must not be empty");
+        }
+        if self.mongodb.collection.is_empty() {
+            return invalid("mongodb.collection", "must not be empty");
+        }
+        if self.sse.keep_alive_secs == 0 {
+            return invalid("sse.keep_alive_secs", "must be at least 1");
+        }
+        if self.limits.max_streams == 0 {
+            return invalid("limits.max_streams", "must be at least 1");
+        }
+        if self.limits.max_body_bytes == 0 {
+            return invalid("limits.max_body_bytes", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn bind_addr(&self) -> SocketAddr {
+        // validate() has already proven this parses.
+        self.http.bind.parse().expect("http.bind was validated")
+    }
+}
+
+impl SseSettings {
+    pub fn keep_alive(&self) -> Duration {
+        Duration::from_secs(self.keep_alive_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = Settings::load_from(env(&[])).unwrap();
+        assert_eq!(s.http.bind, "127.0.0.1:8080");
+        assert_eq!(s.mongodb.uri, "mongodb://127.0.0.1:27017");
+        assert_eq!(s.mongodb.database, "popop");
+        assert_eq!(s.mongodb.collection, "sse_logs");
+        assert_eq!(s.sse.keep_alive_secs, 15);
+        assert_eq!(s.sse.retry_ms, 2000);
+        assert_eq!(s.limits.max_streams, 10000);
+        assert_eq!(s.limits.max_body_bytes, 1_048_576);
+        assert_eq!(s.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn environment_variables_override_defaults() {
+        let s = Settings::load_from(env(&[
+            ("SSE_LOGS__SSE__KEEP_ALIVE_SECS", "3"),
+            ("SSE_LOGS__MONGODB__DATABASE", "other"),
+            ("SSE_LOGS__LOG__FORMAT", "json"),
+        ]))
+        .unwrap();
+        assert_eq!(s.sse.keep_alive_secs, 3);
+        assert_eq!(s.mongodb.database, "other");
+        assert_eq!(s.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn a_bad_number_names_its_key() {
+        let err = Settings::load_from(env(&[("SSE_LOGS__SSE__RETRY_MS", "soon")])).unwrap_err();
+        assert!(err.to_string().contains("sse.retry_ms"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_address_names_its_key() {
+        let err = Settings::load_from(env(&[("SSE_LOGS__HTTP__BIND", "localhost")])).unwrap_err();
+        assert!(err.to_string().contains("http.bind"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_config_file_named_explicitly_is_an_error() {
+        let err = Settings::load_from(env(&[("SSE_LOGS_CONFIG", "/nonexistent/sse-logs.toml")])).unwrap_err();
+        assert!(err.to_string().contains("sse-logs"), "{err}");
+    }
+}

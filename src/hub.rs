@@ -1,0 +1,270 @@
+//! The hub: the process's one change stream, fanned out in memory to the streams of each log.
+//!
+//! MongoDB cost does not grow with viewers: an idle viewer is an entry in a map. Each subscriber
+//! has a bounded queue; a subscriber that falls behind is dropped from the hub (its queue closes)
+//! and catches up from MongoDB by `_id` before it subscribes again, so nothing is lost and a slow
+//! browser never holds memory or delays the others. When the change stream fails it is reopened
+//! from its resume token; when resuming is impossible every subscriber is dropped the same way.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bson::{doc, Document};
+use mongodb::change_stream::event::{ChangeStreamEvent, OperationType, ResumeToken};
+use mongodb::change_stream::ChangeStream;
+use mongodb::error::ErrorKind;
+use tokio::sync::{mpsc, watch};
+
+use crate::key::LogKey;
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::store::{LogLine, Store};
+
+/// What a subscriber receives: one inserted line, shared by all subscribers of its log.
+pub type Event = Arc<LogLine>;
+
+/// Events a subscriber may have queued before it is considered slow.
+pub const QUEUE_CAPACITY: usize = 1024;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    live: watch::Sender<bool>,
+    next_id: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Every event committed before this instant has been dispatched (or will be replayed from
+    /// the resume token); a subscriber's de-duplication window starts from it.
+    caught_up_at: SystemTime,
+    subscribers: HashMap<LogKey, Vec<(u64, mpsc::Sender<Event>)>>,
+}
+
+/// A subscriber's queue, removed from the hub when dropped.
+#[derive(Debug)]
+pub struct Subscription {
+    pub events: mpsc::Receiver<Event>,
+    /// Events committed before this instant may already be in a backlog read made now.
+    pub horizon: SystemTime,
+    hub: Hub,
+    key: LogKey,
+    id: u64,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut state = self.hub.lock();
+        if let Some(list) = state.subscribers.get_mut(&self.key) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                state.subscribers.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Hub {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        let (live, _) = watch::channel(false);
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State { caught_up_at: SystemTime::now(), subscribers: HashMap::new() }),
+                live,
+                next_id: AtomicU64::new(0),
+                metrics,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock leaves the map consistent; keep serving.
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Joins the subscribers of `key`, or `None` while the change stream is not running (the
+    /// caller waits on [`Hub::watch_live`]: a backlog read now could miss what the hub never saw).
+    pub fn subscribe(&self, key: &LogKey) -> Option<Subscription> {
+        let mut state = self.lock();
+        if !*self.shared.live.borrow() {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        state.subscribers.entry(key.clone()).or_default().push((id, tx));
+        let horizon = state.caught_up_at.min(SystemTime::now());
+        Some(Subscription { events: rx, horizon, hub: self.clone(), key: key.clone(), id })
+    }
+
+    pub fn is_live(&self) -> bool {
+        *self.shared.live.borrow()
+    }
+
+    pub fn watch_live(&self) -> watch::Receiver<bool> {
+        self.shared.live.subscribe()
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.lock().subscribers.values().map(Vec::len).sum()
+    }
+
+    fn dispatch(&self, key: &LogKey, event: Event) {
+        let mut state = self.lock();
+        let Some(list) = state.subscribers.get_mut(key) else {
+            return;
+        };
+        list.retain(|(_, tx)| match tx.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // Dropping the sender closes the queue: the subscriber drains it, then catches up.
+                self.shared.metrics.slow_client_catch_ups.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+        if list.is_empty() {
+            state.subscribers.remove(key);
+        }
+    }
+
+    fn mark_caught_up(&self, at: SystemTime) {
+        let mut state = self.lock();
+        state.caught_up_at = state.caught_up_at.max(at);
+    }
+
+    fn set_live(&self, live: bool) {
+        let _state = self.lock();
+        self.shared.live.send_replace(live);
+    }
+
+    /// Drops every subscriber; each catches up from MongoDB by its last `_id` and rejoins.
+    fn resync_all(&self) {
+        let mut state = self.lock();
+        if !state.subscribers.is_empty() {
+            self.shared.metrics.resyncs.fetch_add(1, Ordering::Relaxed);
+        }
+        state.subscribers.clear();
+    }
+
+    /// Follows the collection's change stream until shutdown. Never fails: errors are logged,
+    /// the stream is reopened with backoff, and readiness reflects whether it is running.
+    pub async fn run(self, store: Store, shutdown: Shutdown) {
+        let mut token: Option<ResumeToken> = None;
+        let mut backoff = BACKOFF_MIN;
+        while !shutdown.is_triggered() {
+            let opened = tokio::select! {
+                _ = shutdown.wait() => break,
+                opened = open(&store, token.clone()) => opened,
+            };
+            let mut stream = match opened {
+                Ok(stream) => stream,
+                Err(err) if token.is_some() && is_server_refusal(&err) => {
+                    tracing::warn!(error = %err, "change stream cannot resume; every subscriber resyncs from MongoDB");
+                    token = None;
+                    self.resync_all();
+                    continue;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in = ?backoff, "change stream could not open");
+                    self.set_live(false);
+                    tokio::select! {
+                        _ = shutdown.wait() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            };
+            if token.is_none() {
+                // A fresh stream has not seen what happened before it opened.
+                self.resync_all();
+                self.mark_caught_up(SystemTime::now());
+            }
+            self.shared.metrics.change_stream_starts.fetch_add(1, Ordering::Relaxed);
+            self.set_live(true);
+            backoff = BACKOFF_MIN;
+            tracing::info!(resumed = token.is_some(), "change stream running");
+            token = self.follow(&mut stream, token, &shutdown).await;
+        }
+        self.set_live(false);
+    }
+
+    /// Dispatches events until the stream fails, is invalidated or shutdown starts; returns the
+    /// token to resume from (`None` when the stream cannot be resumed).
+    async fn follow(
+        &self,
+        stream: &mut ChangeStream<ChangeStreamEvent<Document>>,
+        mut token: Option<ResumeToken>,
+        shutdown: &Shutdown,
+    ) -> Option<ResumeToken> {
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.wait() => return token,
+                next = stream.next_if_any() => next,
+            };
+            match next {
+                Ok(Some(event)) => {
+                    if !self.handle(event) {
+                        tracing::warn!("change stream invalidated; every subscriber resyncs from MongoDB");
+                        self.set_live(false);
+                        self.resync_all();
+                        return None;
+                    }
+                }
+                Ok(None) => self.mark_caught_up(SystemTime::now()),
+                Err(err) => {
+                    tracing::warn!(error = %err, "change stream failed; resuming");
+                    self.set_live(false);
+                    return stream.resume_token().or(token);
+                }
+            }
+            token = stream.resume_token().or(token);
+        }
+    }
+
+    /// Returns false when the stream was invalidated.
+    fn handle(&self, event: ChangeStreamEvent<Document>) -> bool {
+        match event.operation_type {
+            OperationType::Insert => {
+                if let Some(at) = event.cluster_time {
+                    self.mark_caught_up(UNIX_EPOCH + Duration::from_secs(at.time.into()));
+                }
+                let Some(document) = event.full_document else {
+                    return true;
+                };
+                if let (Some(key), Some(line)) =
+                    (LogKey::of_document(&document), LogLine::from_document(&document))
+                {
+                    self.dispatch(&key, Arc::new(line));
+                }
+                true
+            }
+            OperationType::Invalidate => false,
+            _ => true,
+        }
+    }
+}
+
+async fn open(
+    store: &Store,
+    token: Option<ResumeToken>,
+) -> mongodb::error::Result<ChangeStream<ChangeStreamEvent<Document>>> {
+    let pipeline = [doc! { "$match": { "operationType": { "$in": ["insert", "invalidate"] } } }];
+    store.collection().watch().pipeline(pipeline).resume_after(token).await
+}
+
+/// The server answered and said no (as opposed to being unreachable): resuming will not work.
+fn is_server_refusal(err: &mongodb::error::Error) -> bool {
+    matches!(*err.kind, ErrorKind::Command(_))
+}

@@ -1,0 +1,113 @@
+//! Which documents make up one log: the `(type, id)` pair and the rules for matching `id`.
+//!
+//! Existing writers store `id` as an integer (the seed's Django reader used `int(id)`) or as a
+//! string (its Sanic reader). A request's id is text; it matches the string itself and, when the
+//! text is canonical decimal (`42`, `-7`, not `007` or `+7`), the same value as an integer.
+
+use bson::{doc, Bson, Document};
+
+/// The identity of one log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LogKey {
+    pub log_type: String,
+    pub id: String,
+}
+
+impl LogKey {
+    pub fn new(log_type: impl Into<String>, id: impl Into<String>) -> Self {
+        Self { log_type: log_type.into(), id: id.into() }
+    }
+
+    /// The id as an integer when its text is canonical decimal that fits in 64 bits.
+    pub fn int_id(&self) -> Option<i64> {
+        canonical_int(&self.id)
+    }
+
+    /// The MongoDB filter selecting this log's documents. Values only: no user text can become
+    /// an operator, because it is never parsed as a document.
+    pub fn filter(&self) -> Document {
+        let id = match self.int_id() {
+            Some(n) => doc! { "$in": [Bson::Int64(n), Bson::String(self.id.clone())] },
+            None => doc! { "$eq": self.id.clone() },
+        };
+        doc! { "type": { "$eq": self.log_type.clone() }, "id": id }
+    }
+
+    /// The value a write through this service stores as `id`.
+    pub fn stored_id(&self) -> Bson {
+        match self.int_id() {
+            Some(n) => Bson::Int64(n),
+            None => Bson::String(self.id.clone()),
+        }
+    }
+
+    /// The key a stored document belongs to, or `None` when its `type` or `id` could never be
+    /// asked for (wrong BSON types). Integers map to their canonical text, so that a subscriber
+    /// for `42` hears both `42` and `"42"`, and one for `007` only `"007"`.
+    pub fn of_document(document: &Document) -> Option<Self> {
+        let log_type = document.get_str("type").ok()?;
+        let id = match document.get("id")? {
+            Bson::String(s) => s.clone(),
+            Bson::Int32(n) => n.to_string(),
+            Bson::Int64(n) => n.to_string(),
+            // MongoDB compares numbers by value, so the filter above matches 42.0 too.
+            Bson::Double(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => (*f as i64).to_string(),
+            _ => return None,
+        };
+        Some(Self::new(log_type, id))
+    }
+}
+
+fn canonical_int(text: &str) -> Option<i64> {
+    let n: i64 = text.parse().ok()?;
+    (n.to_string() == text).then_some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_canonical_decimal_text_is_an_integer_id() {
+        for (text, expected) in [
+            ("0", Some(0)),
+            ("42", Some(42)),
+            ("-7", Some(-7)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("007", None),
+            ("+7", None),
+            ("-0", None),
+            ("9223372036854775808", None),
+            ("4 2", None),
+            ("", None),
+            ("abc", None),
+        ] {
+            assert_eq!(LogKey::new("t", text).int_id(), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn an_integer_id_matches_the_number_and_the_text() {
+        let filter = LogKey::new("deploy", "42").filter();
+        assert_eq!(filter, doc! { "type": { "$eq": "deploy" }, "id": { "$in": [42_i64, "42"] } });
+    }
+
+    #[test]
+    fn operator_looking_text_stays_a_plain_value() {
+        let filter = LogKey::new("{\"$ne\": 1}", "$gt").filter();
+        assert_eq!(filter, doc! { "type": { "$eq": "{\"$ne\": 1}" }, "id": { "$eq": "$gt" } });
+    }
+
+    #[test]
+    fn documents_map_to_the_key_a_request_would_use() {
+        let key = |d: Document| LogKey::of_document(&d);
+        assert_eq!(key(doc! {"type": "a", "id": 42_i64}), Some(LogKey::new("a", "42")));
+        assert_eq!(key(doc! {"type": "a", "id": 42_i32}), Some(LogKey::new("a", "42")));
+        assert_eq!(key(doc! {"type": "a", "id": "42"}), Some(LogKey::new("a", "42")));
+        assert_eq!(key(doc! {"type": "a", "id": "007"}), Some(LogKey::new("a", "007")));
+        assert_eq!(key(doc! {"type": "a", "id": 42.0}), Some(LogKey::new("a", "42")));
+        assert_eq!(key(doc! {"type": "a", "id": 4.5}), None);
+        assert_eq!(key(doc! {"type": 1, "id": 1}), None);
+        assert_eq!(key(doc! {"id": 1}), None);
+    }
+}

@@ -1,0 +1,68 @@
+//! Database migrations: MongoDB commands kept in `migrations/`, applied in order, once each.
+//!
+//! Each file is one command document; `${collection}` stands for the configured collection.
+//! Applied names are recorded in the `sse_logs_migrations` collection, so `migrate` is idempotent
+//! and several replicas starting together at worst run the same idempotent command twice.
+
+use bson::{doc, Document};
+use mongodb::error::Result;
+
+use crate::store::Store;
+
+/// The migrations, in the order they apply. Embedded so the binary needs no files at run time.
+const MIGRATIONS: &[(&str, &str)] = &[("0001_log_index", include_str!("../migrations/0001_log_index.json"))];
+
+const RECORD_COLLECTION: &str = "sse_logs_migrations";
+
+/// Applies what has not been applied yet; returns the names it applied.
+pub async fn apply(store: &Store) -> Result<Vec<&'static str>> {
+    let records = store.database().collection::<Document>(RECORD_COLLECTION);
+    let mut applied = Vec::new();
+    for (name, template) in MIGRATIONS {
+        if records.find_one(doc! { "_id": *name }).await?.is_some() {
+            continue;
+        }
+        let command = render(template, store.collection().name());
+        store.database().run_command(command).await?;
+        records
+            .update_one(
+                doc! { "_id": *name },
+                doc! { "$setOnInsert": { "applied_at": bson::DateTime::now() } },
+            )
+            .upsert(true)
+            .await?;
+        tracing::info!(migration = name, "migration applied");
+        applied.push(*name);
+    }
+    Ok(applied)
+}
+
+fn render(template: &str, collection: &str) -> Document {
+    let json = template.replace("${collection}", &collection.replace('"', "\\\""));
+    let value: serde_json::Value =
+        serde_json::from_str(&json).expect("migrations are valid JSON (unit-tested)");
+    bson::to_document(&value).expect("a JSON object is a BSON document")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_renders_to_a_command_on_the_configured_collection() {
+        for (name, template) in MIGRATIONS {
+            let command = render(template, "my_logs");
+            let first = command.keys().next().map(String::as_str);
+            assert!(first.is_some(), "{name} is empty");
+            assert_eq!(command.get_str(first.unwrap()).unwrap(), "my_logs", "{name}");
+        }
+    }
+
+    #[test]
+    fn the_first_migration_creates_the_log_index() {
+        let command = render(MIGRATIONS[0].1, "sse_logs");
+        let index = &command.get_array("indexes").unwrap()[0];
+        let key = index.as_document().unwrap().get_document("key").unwrap();
+        assert_eq!(key.keys().collect::<Vec<_>>(), ["type", "id", "_id"]);
+    }
+}

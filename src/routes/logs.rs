@@ -1,0 +1,203 @@
+//! The JSON snapshot of a log and the append route.
+
+use bytes::{Buf, BytesMut};
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+use warp::Filter;
+
+use super::params::{query, Query, Segment};
+use super::with_state;
+use crate::error::{respond, ApiError};
+use crate::key::LogKey;
+use crate::sse::DONE;
+use crate::state::SharedState;
+
+const DEFAULT_LIMIT: u64 = 1000;
+const MAX_LIMIT: u64 = 10_000;
+
+#[derive(Serialize)]
+struct Snapshot<'a> {
+    #[serde(rename = "type")]
+    log_type: &'a str,
+    id: &'a str,
+    from: u64,
+    lines: Vec<String>,
+    next: u64,
+    done: bool,
+}
+
+/// GET /api/v1/logs/{type}/{id}?from=N&limit=M
+pub fn snapshot(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path!("api" / "v1" / "logs" / Segment / Segment)
+        .and(warp::get())
+        .and(query())
+        .and(with_state(state))
+        .then(
+            |log_type: Segment, id: Segment, query: Result<Query, ApiError>, state: SharedState| async move {
+                let answer = async {
+                    let query = query?;
+                    let from = query.count("from")?.unwrap_or(0);
+                    let limit = query.count("limit")?.unwrap_or(DEFAULT_LIMIT);
+                    if !(1..=MAX_LIMIT).contains(&limit) {
+                        return Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_LIMIT}")));
+                    }
+                    let key = LogKey::new(log_type.0, id.0);
+                    let page = state.store.page(&key, from, limit).await?;
+                    let body = Snapshot {
+                        log_type: &key.log_type,
+                        id: &key.id,
+                        from,
+                        lines: page.lines,
+                        next: page.next,
+                        done: page.done,
+                    };
+                    Ok(warp::reply::json(&body).into_response())
+                };
+                respond(answer.await)
+            },
+        )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppendJson {
+    #[serde(default)]
+    lines: Vec<String>,
+    #[serde(default)]
+    done: bool,
+}
+
+#[derive(Serialize)]
+struct Appended {
+    appended: usize,
+    next: u64,
+}
+
+/// POST /api/v1/logs/{type}/{id}
+pub fn append(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path!("api" / "v1" / "logs" / Segment / Segment)
+        .and(warp::post())
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::body::stream())
+        .and(with_state(state))
+        .then(
+            |log_type: Segment,
+             id: Segment,
+             content_type: Option<String>,
+             body,
+             state: SharedState| async move {
+                let answer = async {
+                    let limit = state.settings.limits.max_body_bytes;
+                    let body = read_body(body, limit).await?;
+                    let (lines, done) = parse_lines(content_type.as_deref(), &body)?;
+                    let key = LogKey::new(log_type.0, id.0);
+                    if state.store.done_position(&key).await?.is_some() {
+                        return Err(ApiError::LogFinished);
+                    }
+                    let next = state.store.append(&key, &lines, done).await?;
+                    let appended = lines.len() + usize::from(done);
+                    let reply = warp::reply::json(&Appended { appended, next });
+                    Ok(warp::reply::with_status(reply, StatusCode::CREATED).into_response())
+                };
+                respond(answer.await)
+            },
+        )
+}
+
+/// Reads the body up to `limit` bytes; a larger one is refused without reading it all.
+async fn read_body<S, B>(body: S, limit: u64) -> Result<BytesMut, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let mut body = body;
+    let mut out = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk =
+            chunk.map_err(|_| ApiError::InvalidBody("the request body could not be read".into()))?;
+        if (out.len() + chunk.remaining()) as u64 > limit {
+            return Err(ApiError::BodyTooLarge(limit));
+        }
+        while chunk.has_remaining() {
+            let piece = chunk.chunk();
+            out.extend_from_slice(piece);
+            let n = piece.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out)
+}
+
+/// The lines of a body and whether it ends the log. A `[DONE]` line ends it and must be last.
+fn parse_lines(content_type: Option<&str>, body: &[u8]) -> Result<(Vec<String>, bool), ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::InvalidBody("the request body is empty".into()));
+    }
+    let media =
+        content_type.unwrap_or("text/plain").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let (mut lines, mut done) = match media.as_str() {
+        "application/json" => {
+            let parsed: AppendJson = serde_json::from_slice(body).map_err(|e| {
+                ApiError::InvalidBody(format!("expected {{\"lines\":[...],\"done\":bool}}: {e}"))
+            })?;
+            (parsed.lines, parsed.done)
+        }
+        "text/plain" | "" => {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| ApiError::InvalidBody("the body is not UTF-8 text".into()))?;
+            let text = text.strip_suffix('\n').unwrap_or(text);
+            (text.split('\n').map(str::to_owned).collect(), false)
+        }
+        _ => return Err(ApiError::UnsupportedMediaType),
+    };
+    if let Some(at) = lines.iter().position(|l| l == DONE) {
+        if at + 1 != lines.len() {
+            return Err(ApiError::InvalidBody("no line may follow [DONE]".into()));
+        }
+        lines.pop();
+        done = true;
+    }
+    if lines.is_empty() && !done {
+        return Err(ApiError::InvalidBody("no lines to append".into()));
+    }
+    Ok((lines, done))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(body: &str) -> (Vec<String>, bool) {
+        parse_lines(Some("text/plain; charset=utf-8"), body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn text_bodies_split_on_newline_and_keep_carriage_returns() {
+        assert_eq!(text("a\nb\n"), (vec!["a".into(), "b".into()], false));
+        assert_eq!(text("a\r\nb"), (vec!["a\r".into(), "b".into()], false));
+        assert_eq!(text("\n"), (vec!["".into()], false));
+        assert_eq!(text("a\n\nb"), (vec!["a".into(), "".into(), "b".into()], false));
+    }
+
+    #[test]
+    fn a_done_line_ends_the_log_only_when_last() {
+        assert_eq!(text("a\n[DONE]\n"), (vec!["a".into()], true));
+        assert!(parse_lines(None, b"[DONE]\nb").is_err());
+    }
+
+    #[test]
+    fn json_bodies_carry_lines_and_done() {
+        let parsed = parse_lines(Some("application/json"), br#"{"lines":["x"," y\r"],"done":true}"#).unwrap();
+        assert_eq!(parsed, (vec!["x".into(), " y\r".into()], true));
+        assert!(parse_lines(Some("application/json"), br#"{"lines":[1]}"#).is_err());
+        assert!(parse_lines(Some("application/json"), br#"{"lines":[]}"#).is_err());
+    }
+
+    #[test]
+    fn empty_or_foreign_bodies_are_refused() {
+        assert!(parse_lines(None, b"").is_err());
+        assert!(matches!(parse_lines(Some("image/png"), b"x"), Err(ApiError::UnsupportedMediaType)));
+    }
+}

@@ -1,0 +1,108 @@
+//! The two SSE routes: the seed-compatible one and the RESTful one. Both open a session.
+
+use std::time::Duration;
+
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::reply::{Reply, Response};
+use warp::Filter;
+
+use super::params::{self, last_event_id, query, Query, Segment};
+use super::with_state;
+use crate::error::{respond, ApiError};
+use crate::key::LogKey;
+use crate::session::{self, StreamRequest};
+use crate::sse::Format;
+use crate::state::SharedState;
+
+/// How long the "has this log already ended?" check may delay a stream's first byte.
+const DONE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// GET /api/v1/sse/logs/?type=T&id=I&num=N
+pub fn seed_stream(
+    state: SharedState,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    // Matches with and without the trailing slash.
+    warp::path!("api" / "v1" / "sse" / "logs")
+        .and(warp::get())
+        .and(query())
+        .and(last_event_id())
+        .and(with_state(state))
+        .then(|query: Result<Query, ApiError>, last: Option<String>, state: SharedState| async move {
+            let opened = async {
+                let query = query?;
+                let key = LogKey::new(query.required("type")?, query.required("id")?);
+                let from = query.count("num")?.unwrap_or(0);
+                open(state, key, from, Format::Text, last).await
+            };
+            respond(opened.await)
+        })
+}
+
+/// GET /api/v1/logs/{type}/{id}/stream?from=N[&format=json]
+pub fn log_stream(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path!("api" / "v1" / "logs" / Segment / Segment / "stream")
+        .and(warp::get())
+        .and(query())
+        .and(last_event_id())
+        .and(with_state(state))
+        .then(
+            |log_type: Segment,
+             id: Segment,
+             query: Result<Query, ApiError>,
+             last: Option<String>,
+             state: SharedState| async move {
+                let opened = async {
+                    let query = query?;
+                    let from = query.count("from")?.unwrap_or(0);
+                    let format = match query.get("format") {
+                        None | Some("text") => Format::Text,
+                        Some("json") => Format::Json,
+                        Some(_) => return Err(ApiError::invalid("format", "must be `text` or `json`")),
+                    };
+                    open(state, LogKey::new(log_type.0, id.0), from, format, last).await
+                };
+                respond(opened.await)
+            },
+        )
+}
+
+async fn open(
+    state: SharedState,
+    key: LogKey,
+    from: u64,
+    format: Format,
+    last_event_id: Option<String>,
+) -> Result<Response, ApiError> {
+    // EventSource's reconnect header wins over the URL it reconnects to.
+    let from = match last_event_id.as_deref() {
+        Some("") | None => from,
+        Some(text) => params::parse_count("Last-Event-ID", text.trim())?,
+    };
+    let permit = state.stream_slots.clone().try_acquire_owned().map_err(|_| ApiError::TooManyStreams)?;
+    if from > 0 && state.hub.is_live() && already_ended(&state, &key, from).await {
+        // 204 is what makes EventSource stop reconnecting.
+        return Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response());
+    }
+    tracing::debug!(log_type = %key.log_type, id = %key.id, from, "stream opened");
+    let body = session::start(state, StreamRequest { key, from, format }, permit);
+    let mut response = warp::reply::stream(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells nginx not to buffer, so a stock `proxy_pass` streams in real time.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// True when the client already has the `[DONE]` line. A failed or slow check opens the stream
+/// anyway: the session itself waits out a MongoDB outage with keep-alives.
+async fn already_ended(state: &SharedState, key: &LogKey, from: u64) -> bool {
+    match tokio::time::timeout(DONE_CHECK_TIMEOUT, state.store.done_position(key)).await {
+        Ok(Ok(done)) => done.is_some_and(|done| from >= done),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "could not check whether the log has ended");
+            false
+        }
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,280 @@
+//! One client's stream: the gapless hand-off from the backlog to the hub, then live lines.
+//!
+//! The order matters: subscribe to the hub first (events queue up), then read the backlog with
+//! one cursor, then take queued events, dropping those the backlog already sent. "Already sent"
+//! is decided by `_id` identity: the backlog `_id`s recent enough that the hub may still deliver
+//! them are kept in a small set, so even a log written by several processes (whose `_id`s are
+//! not in commit order) is served once. The same path serves a catch-up after the hub dropped
+//! this subscriber (slow client, change stream lost): then the backlog is `_id > last sent`.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use bson::oid::ObjectId;
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+
+use crate::hub::{Event, Subscription};
+use crate::key::LogKey;
+use crate::sse::{self, Format};
+use crate::state::SharedState;
+use crate::store::{next_line, LogLine};
+
+/// How far before the hub's horizon a backlog `_id` is remembered for de-duplication. Covers
+/// clock skew between writers and this process, and change-stream latency.
+const DEDUP_MARGIN: Duration = Duration::from_secs(120);
+/// Bytes gathered before a write to the client, so a backlog replays in large chunks.
+const FLUSH_BYTES: usize = 32 * 1024;
+/// Chunks buffered between the session and the HTTP connection.
+const OUTPUT_CHUNKS: usize = 8;
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// What a client asked for.
+#[derive(Debug, Clone)]
+pub struct StreamRequest {
+    pub key: LogKey,
+    /// How many lines the client already has.
+    pub from: u64,
+    pub format: Format,
+}
+
+/// Why the session leaves its current step.
+#[derive(Debug)]
+enum Break {
+    /// `[DONE]` was sent (or lies before the client's position): the response ends.
+    Finished,
+    ClientGone,
+    /// Shutdown: the response ends cleanly and EventSource reconnects elsewhere.
+    Shutdown,
+    /// MongoDB failed: retried after a pause, from the last line sent.
+    Database(mongodb::error::Error),
+}
+
+impl From<mongodb::error::Error> for Break {
+    fn from(err: mongodb::error::Error) -> Self {
+        Self::Database(err)
+    }
+}
+
+/// Starts a session and returns its body: a stream of SSE chunks that ends with the log, at
+/// shutdown, or never for a log that never ends.
+pub fn start(
+    state: SharedState,
+    request: StreamRequest,
+    permit: OwnedSemaphorePermit,
+) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + Sync + 'static {
+    let (out, mut body) = mpsc::channel(OUTPUT_CHUNKS);
+    let session = Session {
+        state,
+        key: request.key,
+        from: request.from,
+        format: request.format,
+        pos: 0,
+        last: None,
+        seen: HashSet::new(),
+        out,
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        session.run().await;
+    });
+    futures_util::stream::poll_fn(move |cx| body.poll_recv(cx).map(|chunk| chunk.map(Ok)))
+}
+
+struct Session {
+    state: SharedState,
+    key: LogKey,
+    from: u64,
+    format: Format,
+    /// Line positions consumed so far; the next line is `pos + 1`.
+    pos: u64,
+    /// `_id` of the last line consumed: where a catch-up starts.
+    last: Option<ObjectId>,
+    /// Backlog `_id`s the hub may still deliver.
+    seen: HashSet<ObjectId>,
+    out: mpsc::Sender<Bytes>,
+}
+
+impl Session {
+    async fn run(mut self) {
+        let metrics = self.state.metrics.clone();
+        metrics.streams_opened.fetch_add(1, Ordering::Relaxed);
+        metrics.streams_open.fetch_add(1, Ordering::Relaxed);
+        let retry = sse::retry(self.state.settings.sse.retry_ms);
+        let end = match self.send(retry).await {
+            Ok(()) => self.serve().await,
+            Err(end) => end,
+        };
+        tracing::debug!(log_type = %self.key.log_type, id = %self.key.id, position = self.pos, ?end, "stream ended");
+        metrics.streams_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    async fn serve(&mut self) -> Break {
+        let mut retry = RETRY_MIN;
+        loop {
+            let step = async {
+                let mut subscription = self.subscribe().await?;
+                self.catch_up(subscription.horizon).await?;
+                self.follow(&mut subscription).await
+            };
+            match step.await {
+                // The hub dropped us (we fell behind, or its change stream was lost): catch up.
+                Ok(()) => retry = RETRY_MIN,
+                Err(Break::Database(err)) => {
+                    tracing::warn!(error = %err, log_type = %self.key.log_type, id = %self.key.id, "reading the log failed; retrying");
+                    if let Err(stop) = self.idle(retry).await {
+                        return stop;
+                    }
+                    retry = (retry * 2).min(RETRY_MAX);
+                }
+                Err(stop) => return stop,
+            }
+        }
+    }
+
+    /// Waits until the hub is live, then subscribes. Sends keep-alives while waiting.
+    async fn subscribe(&mut self) -> Result<Subscription, Break> {
+        let mut live = self.state.hub.watch_live();
+        loop {
+            if let Some(subscription) = self.state.hub.subscribe(&self.key) {
+                return Ok(subscription);
+            }
+            let keep_alive = self.state.settings.sse.keep_alive();
+            tokio::select! {
+                _ = live.changed() => {}
+                _ = tokio::time::sleep(keep_alive) => self.send(sse::keep_alive()).await?,
+                _ = self.out.closed() => return Err(Break::ClientGone),
+                _ = self.state.shutdown.wait() => return Err(Break::Shutdown),
+            }
+        }
+    }
+
+    /// Sends what the client lacks, read from MongoDB with one cursor.
+    async fn catch_up(&mut self, horizon: SystemTime) -> Result<(), Break> {
+        let cutoff = horizon.checked_sub(DEDUP_MARGIN).unwrap_or(SystemTime::UNIX_EPOCH);
+        // Entries older than the new window can no longer arrive from the hub.
+        self.seen.retain(|oid| SystemTime::from(oid.timestamp()) >= cutoff);
+        let store = self.state.store.clone();
+        let mut cursor = match self.last {
+            Some(after) => self.guard(store.lines_after(&self.key, after)).await??,
+            None if self.from == 0 => {
+                self.pos = 0;
+                self.guard(store.lines_from(&self.key, 0)).await??
+            }
+            None => {
+                // Read the recent part of the log in full, the part the hub may still deliver,
+                // so that lines the client already has are known by `_id` too, not only skipped.
+                let (before, recent) = self.guard(store.lines_since(&self.key, cutoff)).await??;
+                if before <= self.from {
+                    self.pos = before;
+                    recent
+                } else {
+                    self.pos = self.from;
+                    self.guard(store.lines_from(&self.key, self.from)).await??
+                }
+            }
+        };
+        let mut buf = BytesMut::new();
+        while let Some(document) = self.guard(next_line(&mut cursor)).await?? {
+            self.state.metrics.backlog_lines_read.fetch_add(1, Ordering::Relaxed);
+            let Some(line) = document else {
+                self.pos += 1;
+                continue;
+            };
+            if SystemTime::from(line.oid.timestamp()) >= cutoff {
+                self.seen.insert(line.oid);
+            }
+            let finished = self.consume(&line, &mut buf);
+            if finished || buf.len() >= FLUSH_BYTES {
+                self.send(buf.split().freeze()).await?;
+            }
+            if finished {
+                return Err(Break::Finished);
+            }
+        }
+        if !buf.is_empty() {
+            self.send(buf.freeze()).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends live events until the hub drops this subscriber (returns `Ok`) or the session stops.
+    async fn follow(&mut self, subscription: &mut Subscription) -> Result<(), Break> {
+        let keep_alive = self.state.settings.sse.keep_alive();
+        loop {
+            let event = tokio::select! {
+                event = subscription.events.recv() => event,
+                _ = tokio::time::sleep(keep_alive) => {
+                    self.send(sse::keep_alive()).await?;
+                    continue;
+                }
+                _ = self.out.closed() => return Err(Break::ClientGone),
+                _ = self.state.shutdown.wait() => return Err(Break::Shutdown),
+            };
+            let Some(event) = event else { return Ok(()) };
+            let mut buf = BytesMut::new();
+            let mut finished = self.live(&event, &mut buf);
+            // Take a burst in one write.
+            while !finished && buf.len() < FLUSH_BYTES {
+                let Ok(event) = subscription.events.try_recv() else {
+                    break;
+                };
+                finished = self.live(&event, &mut buf);
+            }
+            if !buf.is_empty() {
+                self.send(buf.freeze()).await?;
+            }
+            if finished {
+                return Err(Break::Finished);
+            }
+        }
+    }
+
+    fn live(&mut self, event: &Event, buf: &mut BytesMut) -> bool {
+        if self.seen.remove(&event.oid) {
+            return false;
+        }
+        self.consume(event, buf)
+    }
+
+    /// Takes the next line of the log; writes it if the client lacks it. True at `[DONE]`.
+    fn consume(&mut self, line: &LogLine, buf: &mut BytesMut) -> bool {
+        self.pos += 1;
+        self.last = Some(line.oid);
+        if self.pos <= self.from {
+            return line.is_done();
+        }
+        if line.is_done() {
+            self.format.done(buf, self.pos);
+            return true;
+        }
+        self.format.line(buf, self.pos, &line.text);
+        self.state.metrics.lines_sent.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    async fn send(&self, chunk: Bytes) -> Result<(), Break> {
+        tokio::select! {
+            sent = self.out.send(chunk) => sent.map_err(|_| Break::ClientGone),
+            _ = self.state.shutdown.wait() => Err(Break::Shutdown),
+        }
+    }
+
+    /// Runs a MongoDB call unless the client leaves or shutdown starts first.
+    async fn guard<T>(&self, call: impl std::future::Future<Output = T>) -> Result<T, Break> {
+        tokio::select! {
+            value = call => Ok(value),
+            _ = self.out.closed() => Err(Break::ClientGone),
+            _ = self.state.shutdown.wait() => Err(Break::Shutdown),
+        }
+    }
+
+    /// Waits `period` with keep-alives.
+    async fn idle(&self, period: Duration) -> Result<(), Break> {
+        self.guard(tokio::time::sleep(period)).await?;
+        self.send(sse::keep_alive()).await
+    }
+}

@@ -1,0 +1,48 @@
+//! One shutdown signal for the whole process, passed to every long-lived task.
+//!
+//! Streams, the hub and the HTTP server all wait on the same token, so a SIGTERM ends every
+//! response cleanly (EventSource then reconnects with `Last-Event-ID`, to another replica).
+
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    token: CancellationToken,
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts the shutdown; every waiter wakes.
+    pub fn trigger(&self) {
+        self.token.cancel();
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Resolves once shutdown has started.
+    pub async fn wait(&self) {
+        self.token.cancelled().await;
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM (Ctrl-C only, off Unix).
+pub async fn os_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,176 @@
+//! Server-Sent Events framing, written by hand to be exact by the HTML specification.
+//!
+//! `warp::sse` is not used: an event's data must keep its leading spaces (so exactly one space
+//! follows `data:`), and a line must be split on `\r\n`, `\n` *and* a bare `\r`, or a browser
+//! would see a different text than MongoDB holds.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
+
+/// The text of the document that ends a log.
+pub const DONE: &str = "[DONE]";
+
+/// How each line is put into an event's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The seed's format: the line itself, one `data:` field per piece of the line.
+    Text,
+    /// `{"n":k,"line":"..."}`: lossless for empty lines and carriage returns.
+    Json,
+}
+
+/// The first bytes of every stream: how long EventSource waits before reconnecting.
+pub fn retry(ms: u64) -> Bytes {
+    Bytes::from(format!("retry: {ms}\n\n"))
+}
+
+/// A comment that keeps proxies and browsers from timing out an idle stream.
+pub fn keep_alive() -> Bytes {
+    Bytes::from_static(b": keep-alive\n\n")
+}
+
+impl Format {
+    /// Appends the event for line number `n` of the log.
+    pub fn line(self, out: &mut BytesMut, n: u64, text: &str) {
+        write_id(out, n);
+        match self {
+            Format::Text => write_data(out, text),
+            Format::Json => write_json(out, &JsonLine { n, line: text }),
+        }
+        out.put_u8(b'\n');
+    }
+
+    /// Appends the event for the `[DONE]` document at line number `n`.
+    pub fn done(self, out: &mut BytesMut, n: u64) {
+        write_id(out, n);
+        match self {
+            Format::Text => write_data(out, DONE),
+            Format::Json => {
+                out.put_slice(b"event: done\n");
+                write_json(out, &JsonDone { n });
+            }
+        }
+        out.put_u8(b'\n');
+    }
+}
+
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    n: u64,
+    line: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonDone {
+    n: u64,
+}
+
+fn write_id(out: &mut BytesMut, n: u64) {
+    out.put_slice(format!("id: {n}\n").as_bytes());
+}
+
+fn write_json(out: &mut BytesMut, value: &impl Serialize) {
+    out.put_slice(b"data: ");
+    // serde_json escapes CR and LF, so the JSON is always a single data line.
+    out.put_slice(&serde_json::to_vec(value).expect("plain structs serialise"));
+    out.put_u8(b'\n');
+}
+
+fn write_data(out: &mut BytesMut, text: &str) {
+    for piece in split_lines(text) {
+        out.put_slice(b"data: ");
+        out.put_slice(piece.as_bytes());
+        out.put_u8(b'\n');
+    }
+}
+
+/// Splits on `\r\n`, `\n` and `\r`, the three line ends of the SSE grammar. An empty text is one
+/// empty piece, so an empty log line still becomes an (empty) event.
+fn split_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.find(['\r', '\n']) {
+            None => {
+                rest = None;
+                Some(current)
+            }
+            Some(at) => {
+                let skip = if current[at..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&current[at + skip..]);
+                Some(&current[..at])
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_event(n: u64, line: &str) -> String {
+        let mut out = BytesMut::new();
+        Format::Text.line(&mut out, n, line);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_plain_line_is_one_data_field_with_its_id() {
+        assert_eq!(text_event(1, "hello"), "id: 1\ndata: hello\n\n");
+    }
+
+    #[test]
+    fn leading_spaces_survive_because_exactly_one_space_follows_the_colon() {
+        assert_eq!(text_event(2, "  indented"), "id: 2\ndata:   indented\n\n");
+    }
+
+    #[test]
+    fn every_line_ending_splits_the_data() {
+        assert_eq!(text_event(3, "a\nb"), "id: 3\ndata: a\ndata: b\n\n");
+        assert_eq!(text_event(3, "a\r\nb"), "id: 3\ndata: a\ndata: b\n\n");
+        assert_eq!(text_event(3, "a\rb"), "id: 3\ndata: a\ndata: b\n\n");
+        assert_eq!(text_event(3, "a\r\rb"), "id: 3\ndata: a\ndata: \ndata: b\n\n");
+        assert_eq!(text_event(3, "a\n"), "id: 3\ndata: a\ndata: \n\n");
+    }
+
+    #[test]
+    fn an_empty_line_is_still_an_event() {
+        assert_eq!(text_event(4, ""), "id: 4\ndata: \n\n");
+    }
+
+    #[test]
+    fn unicode_passes_through_untouched() {
+        assert_eq!(text_event(5, "部署完成 ✓ — ünïcödé"), "id: 5\ndata: 部署完成 ✓ — ünïcödé\n\n");
+    }
+
+    #[test]
+    fn lines_that_look_like_fields_stay_inside_data() {
+        assert_eq!(text_event(6, "id: 5"), "id: 6\ndata: id: 5\n\n");
+        assert_eq!(text_event(6, "data: x"), "id: 6\ndata: data: x\n\n");
+        assert_eq!(text_event(6, ": comment"), "id: 6\ndata: : comment\n\n");
+        assert_eq!(text_event(6, "x\nevent: done"), "id: 6\ndata: x\ndata: event: done\n\n");
+    }
+
+    #[test]
+    fn done_is_the_seed_marker_in_text_format() {
+        let mut out = BytesMut::new();
+        Format::Text.done(&mut out, 9);
+        assert_eq!(&out[..], b"id: 9\ndata: [DONE]\n\n");
+    }
+
+    #[test]
+    fn json_format_is_lossless_and_single_line() {
+        let mut out = BytesMut::new();
+        Format::Json.line(&mut out, 7, " a\r\nb\r");
+        assert_eq!(&out[..], b"id: 7\ndata: {\"n\":7,\"line\":\" a\\r\\nb\\r\"}\n\n");
+        let mut out = BytesMut::new();
+        Format::Json.done(&mut out, 8);
+        assert_eq!(&out[..], b"id: 8\nevent: done\ndata: {\"n\":8}\n\n");
+    }
+
+    #[test]
+    fn retry_and_keep_alive_frames() {
+        assert_eq!(&retry(2000)[..], b"retry: 2000\n\n");
+        assert_eq!(&keep_alive()[..], b": keep-alive\n\n");
+    }
+}

@@ -1,0 +1,247 @@
+//! MongoDB access: every query the service makes lives here, so its cost is easy to review.
+//!
+//! Backlogs are read with one batched cursor sorted by `_id` (served by the
+//! `{type, id, _id}` index of migration 0001), never one query per line.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bson::oid::ObjectId;
+use bson::{doc, Bson, Document};
+use futures_util::TryStreamExt;
+use mongodb::event::cmap::CmapEvent;
+use mongodb::event::EventHandler;
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Collection, Cursor, Database};
+
+use crate::config::MongoSettings;
+use crate::key::LogKey;
+use crate::metrics::Metrics;
+use crate::sse::DONE;
+
+/// Documents fetched per round trip while replaying a backlog.
+const BATCH_SIZE: u32 = 1000;
+/// The driver's connection pool size when the URI does not set `maxPoolSize`.
+const DEFAULT_POOL_SIZE: u32 = 10;
+
+/// One stored line: its `_id` (for de-duplication and catch-up) and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub oid: ObjectId,
+    pub text: String,
+}
+
+impl LogLine {
+    pub fn is_done(&self) -> bool {
+        self.text == DONE
+    }
+
+    /// Reads a stored document; `None` for one without an ObjectId `_id`, which cannot be
+    /// ordered or de-duplicated and so is not served (logged once here).
+    pub fn from_document(document: &Document) -> Option<Self> {
+        let Ok(oid) = document.get_object_id("_id") else {
+            tracing::warn!(id = ?document.get("_id"), "skipping a log document whose _id is not an ObjectId");
+            return None;
+        };
+        let text = match document.get("log") {
+            Some(Bson::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        Some(Self { oid, text })
+    }
+}
+
+/// A page of a log, as the snapshot route answers it.
+#[derive(Debug)]
+pub struct Page {
+    pub lines: Vec<String>,
+    pub next: u64,
+    pub done: bool,
+}
+
+/// Handle on the log collection; cheap to clone (the driver pools connections inside).
+#[derive(Clone, Debug)]
+pub struct Store {
+    client: Client,
+    database: Database,
+    collection: Collection<Document>,
+}
+
+impl Store {
+    /// Builds a client without contacting the server, so the service starts while MongoDB is
+    /// down. Fails only for a URI that cannot be parsed.
+    pub async fn connect(settings: &MongoSettings, metrics: Arc<Metrics>) -> mongodb::error::Result<Self> {
+        let mut options = ClientOptions::parse(&settings.uri).await?;
+        options.app_name.get_or_insert_with(|| "sse-logs".to_owned());
+        metrics
+            .mongodb_pool_size
+            .store(options.max_pool_size.unwrap_or(DEFAULT_POOL_SIZE).into(), Ordering::Relaxed);
+        // Counted from the driver's own events: the proof that viewers do not cost connections.
+        options.cmap_event_handler = Some(EventHandler::callback(move |event| match event {
+            CmapEvent::ConnectionCreated(_) => {
+                metrics.mongodb_connections.fetch_add(1, Ordering::Relaxed);
+            }
+            CmapEvent::ConnectionClosed(_) => {
+                metrics.mongodb_connections.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }));
+        // A request should fail fast with 503 rather than hang for the driver's default 30 s.
+        options.server_selection_timeout.get_or_insert(Duration::from_secs(5));
+        let client = Client::with_options(options)?;
+        let database = client.database(&settings.database);
+        let collection = database.collection(&settings.collection);
+        Ok(Self { client, database, collection })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    pub fn collection(&self) -> &Collection<Document> {
+        &self.collection
+    }
+
+    /// Lines of the log from position `skip + 1` on, in `_id` order.
+    pub async fn lines_from(&self, key: &LogKey, skip: u64) -> mongodb::error::Result<Cursor<Document>> {
+        self.collection
+            .find(key.filter())
+            .sort(doc! { "_id": 1 })
+            .skip(skip)
+            .projection(doc! { "_id": 1, "log": 1 })
+            .batch_size(BATCH_SIZE)
+            .await
+    }
+
+    /// Lines of the log whose `_id` is greater than `after`: how a subscriber catches up.
+    pub async fn lines_after(
+        &self,
+        key: &LogKey,
+        after: ObjectId,
+    ) -> mongodb::error::Result<Cursor<Document>> {
+        self.lines_by_id(key, doc! { "$gt": after }).await
+    }
+
+    /// Lines of the log made at or after `since` (by ObjectId time), and how many come before.
+    pub async fn lines_since(
+        &self,
+        key: &LogKey,
+        since: SystemTime,
+    ) -> mongodb::error::Result<(u64, Cursor<Document>)> {
+        let bound = oid_at(since);
+        let mut before = key.filter();
+        before.insert("_id", doc! { "$lt": bound });
+        let count = self.collection.count_documents(before).await?;
+        Ok((count, self.lines_by_id(key, doc! { "$gte": bound }).await?))
+    }
+
+    async fn lines_by_id(
+        &self,
+        key: &LogKey,
+        condition: Document,
+    ) -> mongodb::error::Result<Cursor<Document>> {
+        let mut filter = key.filter();
+        filter.insert("_id", condition);
+        self.collection
+            .find(filter)
+            .sort(doc! { "_id": 1 })
+            .projection(doc! { "_id": 1, "log": 1 })
+            .batch_size(BATCH_SIZE)
+            .await
+    }
+
+    /// The line number of the `[DONE]` document, if the log has ended. A log has ended when its
+    /// last document is `[DONE]`; this costs one index lookup and one index count.
+    pub async fn done_position(&self, key: &LogKey) -> mongodb::error::Result<Option<u64>> {
+        let last = self
+            .collection
+            .find_one(key.filter())
+            .sort(doc! { "_id": -1 })
+            .projection(doc! { "_id": 1, "log": 1 })
+            .await?;
+        match last.as_ref().and_then(LogLine::from_document) {
+            Some(line) if line.is_done() => Ok(Some(self.count(key).await?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// How many documents (line positions) the log has.
+    pub async fn count(&self, key: &LogKey) -> mongodb::error::Result<u64> {
+        self.collection.count_documents(key.filter()).await
+    }
+
+    /// Up to `limit` positions of the log after `from`, stopping at `[DONE]`.
+    pub async fn page(&self, key: &LogKey, from: u64, limit: u64) -> mongodb::error::Result<Page> {
+        let mut cursor = self
+            .collection
+            .find(key.filter())
+            .sort(doc! { "_id": 1 })
+            .skip(from)
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .projection(doc! { "_id": 1, "log": 1 })
+            .batch_size(BATCH_SIZE)
+            .await?;
+        let mut page = Page { lines: Vec::new(), next: from, done: false };
+        while let Some(document) = cursor.try_next().await? {
+            page.next += 1;
+            let Some(line) = LogLine::from_document(&document) else {
+                continue;
+            };
+            if line.is_done() {
+                page.done = true;
+                return Ok(page);
+            }
+            page.lines.push(line.text);
+        }
+        if page.lines.is_empty() && from > 0 {
+            // An empty window past the end: the client already has everything if the log ended.
+            page.done = matches!(self.done_position(key).await?, Some(done) if done <= from);
+        }
+        Ok(page)
+    }
+
+    /// Appends lines (and `[DONE]` when `done`) with one ordered `insert_many`; returns the number
+    /// of positions the log now has.
+    pub async fn append(&self, key: &LogKey, lines: &[String], done: bool) -> mongodb::error::Result<u64> {
+        let stored_id = key.stored_id();
+        let texts = lines.iter().map(String::as_str).chain(done.then_some(DONE));
+        let documents: Vec<Document> = texts
+            .map(|text| {
+                doc! {
+                    "_id": ObjectId::new(),
+                    "type": key.log_type.clone(),
+                    "id": stored_id.clone(),
+                    "log": text,
+                }
+            })
+            .collect();
+        if !documents.is_empty() {
+            self.collection.insert_many(documents).ordered(true).await?;
+        }
+        self.count(key).await
+    }
+
+    /// Round trip to the server, for readiness.
+    pub async fn ping(&self) -> mongodb::error::Result<()> {
+        self.database.run_command(doc! { "ping": 1 }).await.map(drop)
+    }
+}
+
+/// The smallest ObjectId made at `at`.
+fn oid_at(at: SystemTime) -> ObjectId {
+    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut bytes = [0_u8; 12];
+    bytes[..4].copy_from_slice(&u32::try_from(secs).unwrap_or(u32::MAX).to_be_bytes());
+    ObjectId::from_bytes(bytes)
+}
+
+/// Drains a cursor of log documents into lines, skipping unreadable ones.
+pub async fn next_line(cursor: &mut Cursor<Document>) -> mongodb::error::Result<Option<Option<LogLine>>> {
+    Ok(cursor.try_next().await?.map(|d| LogLine::from_document(&d)))
+}

@@ -1,0 +1,65 @@
+//! `POST /api/v1/logs/{type}/{id}`: appending lines through the service.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn a_text_body_appends_one_line_per_newline_and_a_stream_sees_them() {
+    let app = spawn_app().await;
+    let mut client = app.get_stream(&app.stream_url("deploy", "77", "format=json")).await;
+    let response = app
+        .http
+        .post(app.url("/api/v1/logs/deploy/77"))
+        .header("content-type", "text/plain")
+        .body("first\r\n  second\n\nfourth\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({"appended": 4, "next": 4}));
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let event = client.next_event().await;
+        got.push(serde_json::from_str::<Value>(&event.data).unwrap()["line"].clone());
+    }
+    assert_eq!(got, [json!("first\r"), json!("  second"), json!(""), json!("fourth")]);
+    // Stored with an integer id, as the seed's Django writer expects.
+    let stored = app.logs.find_one(bson::doc! {"log": "first\r"}).await.unwrap().unwrap();
+    assert_eq!(stored.get_i64("id").unwrap(), 77);
+}
+
+#[tokio::test]
+async fn a_json_body_can_end_the_log_and_later_appends_conflict() {
+    let app = spawn_app().await;
+    let url = app.url("/api/v1/logs/ci/run-1");
+    let response =
+        app.http.post(&url).json(&json!({"lines": ["a", "b"], "done": true})).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({"appended": 3, "next": 3}));
+    let again = app.http.post(&url).body("late").send().await.unwrap();
+    assert_eq!(again.status(), 409);
+    let body: Value = again.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "log_finished");
+}
+
+#[tokio::test]
+async fn bad_bodies_get_400_and_oversized_ones_413() {
+    let app = spawn_app_with(&[("LIMITS__MAX_BODY_BYTES", "16")]).await;
+    let url = app.url("/api/v1/logs/ci/2");
+    let cases: Vec<(reqwest::RequestBuilder, u16)> = vec![
+        (app.http.post(&url).body(""), 400),
+        (app.http.post(&url).header("content-type", "application/json").body("{not json"), 400),
+        (app.http.post(&url).json(&json!({"lines": []})), 400),
+        (app.http.post(&url).json(&json!({"lines": [1, 2]})), 400),
+        (app.http.post(&url).body("[DONE]\nafter"), 400),
+        (app.http.post(&url).body("x".repeat(17)), 413),
+    ];
+    for (request, status) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status);
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"]["code"].is_string(), "{body}");
+    }
+    assert_eq!(app.logs.count_documents(bson::doc! {}).await.unwrap(), 0, "nothing was written");
+}

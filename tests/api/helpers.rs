@@ -1,0 +1,288 @@
+//! Test harness: `spawn_app()` runs the service on port 0 with a database of its own, dropped
+//! when the test ends; `SseClient` reads a stream the way the HTML spec says a browser does.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bson::{doc, Bson, Document};
+use bytes::{Buf, BytesMut};
+use futures_util::StreamExt;
+use mongodb::{Client, Collection};
+use sse_logs::{Application, Settings, Shutdown};
+
+/// Longest any single wait in a test may take before the test fails (instead of hanging).
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub logs: Collection<Document>,
+    pub state: sse_logs::state::SharedState,
+    pub database: String,
+    uri: String,
+    shutdown: Shutdown,
+    server: Option<tokio::task::JoinHandle<()>>,
+    owns_database: bool,
+}
+
+pub fn mongodb_uri() -> String {
+    std::env::var("SSE_LOGS_TEST_MONGODB_URI").expect(
+        "SSE_LOGS_TEST_MONGODB_URI is not set: run the tests with scripts/test.sh, which starts a MongoDB-compatible server",
+    )
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Spawns the app with extra `SSE_LOGS__...` settings, e.g. `("SSE__KEEP_ALIVE_SECS", "1")`.
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let database = format!("test_{}", uuid::Uuid::new_v4().simple());
+    spawn_on(database, overrides, true).await
+}
+
+async fn spawn_on(database: String, overrides: &[(&str, &str)], owns_database: bool) -> TestApp {
+    let uri = mongodb_uri();
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("SSE_LOGS__MONGODB__URI".into(), uri.clone()),
+        ("SSE_LOGS__MONGODB__DATABASE".into(), database.clone()),
+        ("SSE_LOGS__HTTP__BIND".into(), "127.0.0.1:0".into()),
+    ]);
+    for (key, value) in overrides {
+        env.insert(format!("SSE_LOGS__{key}"), (*value).to_owned());
+    }
+    let settings = Settings::load_from(env).expect("test settings are valid");
+    let shutdown = Shutdown::new();
+    let app = Application::build(settings, shutdown.clone()).await.expect("the app builds");
+    let addr = app.addr();
+    let state = app.state().clone();
+    let server = tokio::spawn(app.run_until_stopped());
+    let client = Client::with_uri_str(&uri).await.expect("test client");
+    let logs = client.database(&database).collection("sse_logs");
+    // The change stream must be running before a test writes, or its first lines could be
+    // read by neither the hub nor (for a stream opened earlier) the backlog.
+    let mut live = state.hub.watch_live();
+    tokio::time::timeout(PATIENCE, live.wait_for(|live| *live))
+        .await
+        .expect("the hub goes live")
+        .expect("hub alive");
+    TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        logs,
+        state,
+        database,
+        uri,
+        shutdown,
+        server: Some(server),
+        owns_database,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn stream_url(&self, log_type: &str, id: &str, query: &str) -> String {
+        self.url(&format!("/api/v1/logs/{log_type}/{id}/stream?{query}"))
+    }
+
+    /// Writes lines straight into MongoDB, as the build processes do, with an integer id.
+    pub async fn write(&self, log_type: &str, id: impl Into<Bson>, lines: &[&str]) {
+        let id = id.into();
+        let documents: Vec<Document> =
+            lines.iter().map(|line| doc! { "type": log_type, "id": id.clone(), "log": *line }).collect();
+        self.logs.insert_many(documents).await.expect("insert lines");
+    }
+
+    pub async fn get_stream(&self, url: &str) -> SseClient {
+        self.get_stream_with(self.http.get(url)).await
+    }
+
+    pub async fn get_stream_with(&self, request: reqwest::RequestBuilder) -> SseClient {
+        let response = tokio::time::timeout(PATIENCE, request.send())
+            .await
+            .expect("response headers in time")
+            .expect("request sent");
+        assert_eq!(response.status(), 200, "stream status");
+        SseClient::new(response)
+    }
+
+    /// A second instance of the service on the same database, as another replica would be.
+    pub async fn spawn_replica(&self) -> TestApp {
+        spawn_on(self.database.clone(), &[], false).await
+    }
+
+    /// Stops the server and waits for it, as SIGTERM would.
+    pub async fn stop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(PATIENCE, server).await.expect("server stops").expect("server task");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if !self.owns_database {
+            return;
+        }
+        // The test's runtime may be gone; drop the database from a runtime of our own.
+        let (uri, database) = (self.uri.clone(), self.database.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                if let Ok(client) = Client::with_uri_str(&uri).await {
+                    let _ = client.database(&database).drop().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// One dispatched event, as EventSource would hand it to `onmessage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: String,
+    pub event: String,
+    pub data: String,
+}
+
+/// What the parser saw next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Event(Event),
+    Comment(String),
+    Retry(u64),
+    End,
+}
+
+/// A spec-following SSE parser over a real response body.
+pub struct SseClient {
+    pub response_headers: reqwest::header::HeaderMap,
+    body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: BytesMut,
+    last_id: String,
+    pub raw: Vec<u8>,
+    ended: bool,
+}
+
+impl SseClient {
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            response_headers: response.headers().clone(),
+            body: response.bytes_stream().boxed(),
+            buf: BytesMut::new(),
+            last_id: String::new(),
+            raw: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// The `id` of the last event received: what EventSource sends as `Last-Event-ID`.
+    pub fn last_event_id(&self) -> &str {
+        &self.last_id
+    }
+
+    async fn next_line(&mut self) -> Option<String> {
+        loop {
+            if let Some(at) = self.buf.iter().position(|b| *b == b'\n' || *b == b'\r') {
+                // A CR at the very end may be the first half of CRLF: wait for more.
+                if self.buf[at] == b'\r' && at + 1 == self.buf.len() && !self.ended {
+                } else {
+                    let line = self.buf.split_to(at).to_vec();
+                    let crlf = self.buf[0] == b'\r' && self.buf.get(1) == Some(&b'\n');
+                    self.buf.advance(if crlf { 2 } else { 1 });
+                    return Some(String::from_utf8(line).expect("UTF-8 stream"));
+                }
+            }
+            if self.ended {
+                return None;
+            }
+            match tokio::time::timeout(PATIENCE, self.body.next()).await.expect("stream bytes in time") {
+                Some(Ok(chunk)) => {
+                    self.raw.extend_from_slice(&chunk);
+                    self.buf.extend_from_slice(&chunk);
+                }
+                Some(Err(err)) => panic!("stream broke: {err}"),
+                None => self.ended = true,
+            }
+        }
+    }
+
+    /// The next event, comment, retry field or end of the response.
+    pub async fn next_item(&mut self) -> Item {
+        let (mut data, mut event, mut saw_data) = (String::new(), String::new(), false);
+        loop {
+            let Some(line) = self.next_line().await else { return Item::End };
+            if line.is_empty() {
+                if saw_data {
+                    if data.ends_with('\n') {
+                        data.pop();
+                    }
+                    let event = if event.is_empty() { "message".to_owned() } else { event };
+                    return Item::Event(Event { id: self.last_id.clone(), event, data });
+                }
+                event.clear();
+                continue;
+            }
+            if let Some(comment) = line.strip_prefix(':') {
+                return Item::Comment(comment.trim_start().to_owned());
+            }
+            let (field, value) = match line.find(':') {
+                Some(at) => {
+                    let value = &line[at + 1..];
+                    (&line[..at], value.strip_prefix(' ').unwrap_or(value))
+                }
+                None => (line.as_str(), ""),
+            };
+            match field {
+                "data" => {
+                    data.push_str(value);
+                    data.push('\n');
+                    saw_data = true;
+                }
+                "event" => event = value.to_owned(),
+                "id" => self.last_id = value.to_owned(),
+                "retry" => return Item::Retry(value.parse().expect("numeric retry")),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next event, skipping comments and retry fields; panics at the end of the response.
+    pub async fn next_event(&mut self) -> Event {
+        loop {
+            match self.next_item().await {
+                Item::Event(event) => return event,
+                Item::End => panic!("the stream ended; expected an event"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads events until the response ends; returns them all.
+    pub async fn collect_to_end(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        loop {
+            match self.next_item().await {
+                Item::Event(event) => events.push(event),
+                Item::End => return events,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Reads `n` events and returns their data.
+pub async fn take_data(client: &mut SseClient, n: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(client.next_event().await.data);
+    }
+    out
+}

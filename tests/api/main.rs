@@ -1,0 +1,10 @@
+//! Integration tests: the real service on a free port, a real MongoDB wire-protocol server over
+//! TCP (SSE_LOGS_TEST_MONGODB_URI), and a real HTTP client reading the SSE bytes.
+
+mod append;
+mod concurrency;
+mod errors;
+mod helpers;
+mod shutdown;
+mod snapshot;
+mod stream;
