@@ -75,6 +75,16 @@ impl Metrics {
             "Most connections the MongoDB driver pool may hold.",
             get(&self.mongodb_pool_size),
         );
+        if let Some(rss) = resident_memory_bytes() {
+            put("sse_logs_process_resident_memory_bytes", "gauge", "Resident memory of the process.", rss);
+        }
         out
     }
+}
+
+/// The process's resident set size, from `/proc` (Linux only).
+pub fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }

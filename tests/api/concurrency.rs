@@ -7,33 +7,7 @@ use std::time::Duration;
 use bson::doc;
 use rand::Rng;
 
-use crate::helpers::{spawn_app, SseClient, PATIENCE};
-
-/// Reads a stream to its end and checks it holds lines `from+1..=total` once each, in order,
-/// then `[DONE]`.
-async fn assert_gets_every_line_once(mut client: SseClient, from: usize, total: usize) {
-    let events = client.collect_to_end().await;
-    let expected = (from + 1..=total).map(|n| format!("line {n}")).chain(["[DONE]".to_owned()]);
-    if let Some((at, (event, want))) =
-        events.iter().zip(expected).enumerate().find(|(_, (e, w))| e.data != *w)
-    {
-        let around: Vec<(&str, &str)> = events[at.saturating_sub(3)..(at + 4).min(events.len())]
-            .iter()
-            .map(|e| (e.id.as_str(), e.data.as_str()))
-            .collect();
-        panic!(
-            "client from {from}: event {at} is {:?} where {want:?} was due; around it: {around:?}",
-            event.data
-        );
-    }
-    assert_eq!(events.len(), total - from + 1, "client from {from}: wrong number of events");
-    for (k, event) in events[..total - from].iter().enumerate() {
-        let n = from + k + 1;
-        assert_eq!(event.id, n.to_string(), "client from {from}");
-        assert_eq!(event.data, format!("line {n}"), "client from {from}");
-    }
-    assert_eq!(events.last().unwrap().data, "[DONE]");
-}
+use crate::helpers::{assert_gets_every_line_once, spawn_app, PATIENCE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_joining_at_random_moments_get_every_line_exactly_once() {

@@ -38,12 +38,22 @@ pub async fn spawn_app() -> TestApp {
 
 /// Spawns the app with extra `SSE_LOGS__...` settings, e.g. `("SSE__KEEP_ALIVE_SECS", "1")`.
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
-    let database = format!("test_{}", uuid::Uuid::new_v4().simple());
-    spawn_on(database, overrides, true).await
+    spawn_app_against(&mongodb_uri(), overrides, true).await
 }
 
-async fn spawn_on(database: String, overrides: &[(&str, &str)], owns_database: bool) -> TestApp {
-    let uri = mongodb_uri();
+/// Spawns the app against a MongoDB of the test's own; `wait_live: false` when it is down.
+pub async fn spawn_app_against(uri: &str, overrides: &[(&str, &str)], wait_live: bool) -> TestApp {
+    let database = format!("test_{}", uuid::Uuid::new_v4().simple());
+    spawn_on(uri.to_owned(), database, overrides, true, wait_live).await
+}
+
+async fn spawn_on(
+    uri: String,
+    database: String,
+    overrides: &[(&str, &str)],
+    owns_database: bool,
+    wait_live: bool,
+) -> TestApp {
     let mut env: HashMap<String, String> = HashMap::from([
         ("SSE_LOGS__MONGODB__URI".into(), uri.clone()),
         ("SSE_LOGS__MONGODB__DATABASE".into(), database.clone()),
@@ -62,11 +72,9 @@ async fn spawn_on(database: String, overrides: &[(&str, &str)], owns_database: b
     let logs = client.database(&database).collection("sse_logs");
     // The change stream must be running before a test writes, or its first lines could be
     // read by neither the hub nor (for a stream opened earlier) the backlog.
-    let mut live = state.hub.watch_live();
-    tokio::time::timeout(PATIENCE, live.wait_for(|live| *live))
-        .await
-        .expect("the hub goes live")
-        .expect("hub alive");
+    if wait_live {
+        wait_until_live(&state, true).await;
+    }
     TestApp {
         addr,
         http: reqwest::Client::new(),
@@ -78,6 +86,15 @@ async fn spawn_on(database: String, overrides: &[(&str, &str)], owns_database: b
         server: Some(server),
         owns_database,
     }
+}
+
+/// Waits until the hub's change stream is (or is no longer) running.
+pub async fn wait_until_live(state: &sse_logs::state::SharedState, live: bool) {
+    let mut watch = state.hub.watch_live();
+    tokio::time::timeout(PATIENCE, watch.wait_for(|now| *now == live))
+        .await
+        .unwrap_or_else(|_| panic!("the hub did not become live={live}"))
+        .expect("hub alive");
 }
 
 impl TestApp {
@@ -112,7 +129,7 @@ impl TestApp {
 
     /// A second instance of the service on the same database, as another replica would be.
     pub async fn spawn_replica(&self) -> TestApp {
-        spawn_on(self.database.clone(), &[], false).await
+        spawn_on(self.uri.clone(), self.database.clone(), &[], false, true).await
     }
 
     /// Stops the server and waits for it, as SIGTERM would.
@@ -135,7 +152,10 @@ impl Drop for TestApp {
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
-                if let Ok(client) = Client::with_uri_str(&uri).await {
+                // The server may be gone already (fault tests): do not wait long for it.
+                let Ok(mut options) = mongodb::options::ClientOptions::parse(&uri).await else { return };
+                options.server_selection_timeout = Some(Duration::from_secs(2));
+                if let Ok(client) = Client::with_options(options) {
                     let _ = client.database(&database).drop().await;
                 }
             });
@@ -285,4 +305,30 @@ pub async fn take_data(client: &mut SseClient, n: usize) -> Vec<String> {
         out.push(client.next_event().await.data);
     }
     out
+}
+
+/// Reads a stream to its end and checks it holds lines `from+1..=total` once each, in order,
+/// then `[DONE]`.
+pub async fn assert_gets_every_line_once(mut client: SseClient, from: usize, total: usize) {
+    let events = client.collect_to_end().await;
+    let expected = (from + 1..=total).map(|n| format!("line {n}")).chain(["[DONE]".to_owned()]);
+    if let Some((at, (event, want))) =
+        events.iter().zip(expected).enumerate().find(|(_, (e, w))| e.data != *w)
+    {
+        let around: Vec<(&str, &str)> = events[at.saturating_sub(3)..(at + 4).min(events.len())]
+            .iter()
+            .map(|e| (e.id.as_str(), e.data.as_str()))
+            .collect();
+        panic!(
+            "client from {from}: event {at} is {:?} where {want:?} was due; around it: {around:?}",
+            event.data
+        );
+    }
+    assert_eq!(events.len(), total - from + 1, "client from {from}: wrong number of events");
+    for (k, event) in events[..total - from].iter().enumerate() {
+        let n = from + k + 1;
+        assert_eq!(event.id, n.to_string(), "client from {from}");
+        assert_eq!(event.data, format!("line {n}"), "client from {from}");
+    }
+    assert_eq!(events.last().unwrap().data, "[DONE]");
 }

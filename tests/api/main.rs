@@ -4,7 +4,9 @@
 mod append;
 mod concurrency;
 mod errors;
+mod faults;
 mod helpers;
+mod mongo_server;
 mod shutdown;
 mod snapshot;
 mod stream;

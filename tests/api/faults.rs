@@ -1,0 +1,222 @@
+//! Every line exactly once, in order, when things go wrong: MongoDB restarts or is unreachable,
+//! the collection is dropped, clients are slow or leave, the service shuts down, lines are huge.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bson::{doc, oid::ObjectId, Document};
+use mongodb::Collection;
+use tokio::sync::watch;
+
+use crate::helpers::{
+    assert_gets_every_line_once, spawn_app, spawn_app_against, spawn_app_with, wait_until_live, Item,
+    PATIENCE,
+};
+use crate::mongo_server::MongoServer;
+
+/// Inserts one line, retrying through an outage without ever writing it twice.
+async fn insert_surely(logs: &Collection<Document>, document: Document) {
+    let deadline = Instant::now() + PATIENCE * 2;
+    loop {
+        match logs.insert_one(document.clone()).await {
+            Ok(_) => return,
+            Err(err) if err.to_string().contains("E11000") || err.to_string().contains("duplicate key") => {
+                return
+            }
+            Err(err) => {
+                assert!(Instant::now() < deadline, "could not write for too long: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn line(n: usize) -> Document {
+    doc! { "_id": ObjectId::new(), "type": "deploy", "id": 1_i64, "log": format!("line {n}") }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_survive_a_mongodb_restart_without_losing_or_repeating_a_line() {
+    const TOTAL: usize = 300;
+    let mut server = MongoServer::new();
+    server.start();
+    let app = spawn_app_against(&format!("{}/?serverSelectionTimeoutMS=1000", server.uri()), &[], true).await;
+    let url = app.stream_url("deploy", "1", "");
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(app.get_stream(&url).await);
+    }
+    let readers: Vec<_> =
+        clients.into_iter().map(|c| tokio::spawn(assert_gets_every_line_once(c, 0, TOTAL))).collect();
+
+    let (progress_tx, mut progress) = watch::channel(0_usize);
+    let logs = app.logs.clone();
+    let writer = tokio::spawn(async move {
+        for n in 1..=TOTAL {
+            insert_surely(&logs, line(n)).await;
+            progress_tx.send_replace(n);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        insert_surely(&logs, doc! { "type": "deploy", "id": 1_i64, "log": "[DONE]" }).await;
+    });
+
+    progress.wait_for(|n| *n >= TOTAL / 3).await.unwrap();
+    server.stop();
+    wait_until_live(&app.state, false).await;
+    server.start();
+    wait_until_live(&app.state, true).await;
+
+    writer.await.unwrap();
+    let stored = app.logs.count_documents(doc! {}).await.unwrap();
+    assert_eq!(stored as usize, TOTAL + 1, "every acknowledged write survived the restart");
+    for reader in readers {
+        tokio::time::timeout(PATIENCE * 2, reader).await.expect("reader finishes").unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_collection_makes_subscribers_resync_and_carry_on() {
+    let app = spawn_app().await;
+    app.write("deploy", 1_i64, &["line 1", "line 2"]).await;
+    let mut client = app.get_stream(&app.stream_url("deploy", "1", "")).await;
+    assert_eq!(crate::helpers::take_data(&mut client, 2).await, ["line 1", "line 2"]);
+
+    app.logs.drop().await.unwrap();
+    app.write("deploy", 1_i64, &["line 3", "[DONE]"]).await;
+    let rest: Vec<(String, String)> =
+        client.collect_to_end().await.into_iter().map(|e| (e.id, e.data)).collect();
+    assert_eq!(rest, [("3".into(), "line 3".into()), ("4".into(), "[DONE]".into())]);
+    assert!(app.state.metrics.resyncs.load(Ordering::Relaxed) >= 1, "the resync path ran");
+}
+
+#[tokio::test]
+async fn with_mongodb_unreachable_the_service_starts_and_streams_wait_until_it_is_back() {
+    let mut server = MongoServer::new();
+    let uri = format!("{}/?serverSelectionTimeoutMS=500", server.uri());
+    let app = spawn_app_against(&uri, &[("SSE__KEEP_ALIVE_SECS", "1")], false).await;
+
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(ready.headers().contains_key("retry-after"));
+    let snapshot = app.http.get(app.url("/api/v1/logs/deploy/1")).send().await.unwrap();
+    assert_eq!(snapshot.status(), 503);
+    assert!(snapshot.headers().contains_key("retry-after"));
+    let body: serde_json::Value = snapshot.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "database_unavailable");
+    assert!(!body.to_string().contains("127.0.0.1"), "no driver detail leaks: {body}");
+    let append = app.http.post(app.url("/api/v1/logs/deploy/1")).body("x").send().await.unwrap();
+    assert_eq!(append.status(), 503);
+
+    let mut client = app.get_stream(&app.stream_url("deploy", "1", "from=0")).await;
+    assert_eq!(client.next_item().await, Item::Retry(2000));
+    assert_eq!(client.next_item().await, Item::Comment("keep-alive".into()), "waits with keep-alives");
+
+    server.start();
+    wait_until_live(&app.state, true).await;
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    app.write("deploy", 1_i64, &["line 1", "[DONE]"]).await;
+    let data: Vec<String> = client.collect_to_end().await.into_iter().map(|e| e.data).collect();
+    assert_eq!(data, ["line 1", "[DONE]"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_catches_up_from_mongodb_and_never_delays_a_fast_one() {
+    const TOTAL: usize = 30_000;
+    let app = Arc::new(spawn_app().await);
+    let padding = "x".repeat(400);
+    let mut slow = app.get_stream(&app.stream_url("deploy", "1", "")).await;
+    let fast = app.get_stream(&app.stream_url("deploy", "1", "")).await;
+    let fast_reader = tokio::spawn(async move {
+        let mut fast = fast;
+        let events = fast.collect_to_end().await;
+        assert_eq!(events.len(), TOTAL + 1);
+        assert!(events
+            .iter()
+            .take(TOTAL)
+            .enumerate()
+            .all(|(k, e)| e.data.starts_with(&format!("line {} ", k + 1))));
+    });
+    // The slow client reads nothing while every line is written and the fast one gets them all.
+    for start in (1..=TOTAL).step_by(1000) {
+        let lines: Vec<String> = (start..start + 1000).map(|n| format!("line {n} {padding}")).collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        app.write("deploy", 1_i64, &refs).await;
+    }
+    app.write("deploy", 1_i64, &["[DONE]"]).await;
+    tokio::time::timeout(PATIENCE * 3, fast_reader).await.expect("the fast client is not held up").unwrap();
+    assert!(
+        app.state.metrics.slow_client_catch_ups.load(Ordering::Relaxed) >= 1,
+        "the slow client overflowed its queue and was dropped from the hub"
+    );
+
+    let events = slow.collect_to_end().await;
+    assert_eq!(events.len(), TOTAL + 1, "the slow client still gets every line once");
+    for (k, event) in events.iter().take(TOTAL).enumerate() {
+        assert_eq!(event.id, (k + 1).to_string());
+        assert!(event.data.starts_with(&format!("line {} ", k + 1)), "line {}", k + 1);
+    }
+    assert_eq!(events[TOTAL].data, "[DONE]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_connects_and_disconnects_leave_no_subscriber_and_flat_memory() {
+    const CYCLES: usize = 10_000;
+    const AT_ONCE: usize = 25;
+    let app = Arc::new(spawn_app().await);
+    let cycle = |app: Arc<crate::helpers::TestApp>| async move {
+        let mut client = app.get_stream(&app.stream_url("idle", "1", "")).await;
+        assert_eq!(client.next_item().await, Item::Retry(2000));
+    };
+    let mut rss_after_warm_up = 0;
+    for round in 0..CYCLES / AT_ONCE {
+        futures_util::future::join_all((0..AT_ONCE).map(|_| cycle(app.clone()))).await;
+        if round == 2000 / AT_ONCE {
+            rss_after_warm_up = sse_logs::metrics::resident_memory_bytes().unwrap();
+        }
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while app.state.hub.subscriber_count() > 0 || app.state.metrics.streams_open.load(Ordering::Relaxed) > 0 {
+        assert!(Instant::now() < deadline, "subscriptions leaked: {}", app.state.hub.subscriber_count());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.state.metrics.streams_opened.load(Ordering::Relaxed), CYCLES as u64);
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("sse_logs_hub_subscribers 0"), "{metrics}");
+    let rss = sse_logs::metrics::resident_memory_bytes().unwrap();
+    let growth = rss.saturating_sub(rss_after_warm_up);
+    assert!(growth < 16 << 20, "memory grew by {growth} bytes over 8,000 cycles");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_two_thousand_open_streams_within_five_seconds() {
+    let mut app = spawn_app().await;
+    let mut clients = Vec::new();
+    for _ in 0..2000 {
+        let mut client = app.get_stream(&app.stream_url("many", "1", "")).await;
+        assert_eq!(client.next_item().await, Item::Retry(2000));
+        clients.push(client);
+    }
+    let started = Instant::now();
+    app.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    for client in &mut clients {
+        assert_eq!(client.next_item().await, Item::End);
+    }
+}
+
+#[tokio::test]
+async fn a_line_over_one_mebibyte_arrives_whole() {
+    let app = spawn_app_with(&[]).await;
+    let huge: String = (0..1_600_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    app.write("big", 1_i64, &[&huge, "[DONE]"]).await;
+    let mut text = app.get_stream(&app.stream_url("big", "1", "")).await;
+    let events = text.collect_to_end().await;
+    assert_eq!(events[0].data.len(), huge.len());
+    assert!(events[0].data == huge);
+    let mut json = app.get_stream(&app.stream_url("big", "1", "format=json")).await;
+    let first = json.next_event().await;
+    let value: serde_json::Value = serde_json::from_str(&first.data).unwrap();
+    assert!(value["line"] == huge.as_str());
+}

@@ -1,0 +1,75 @@
+//! A MongoDB-compatible server of a test's own, for the cases that stop and restart it.
+//!
+//! Started from `SSE_LOGS_TEST_MONGODB_BIN` (set by scripts/test.sh) as a separate process, on a
+//! fixed port and storage path so that a restart brings the same data back at the same address.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct MongoServer {
+    pub port: u16,
+    bin: String,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl MongoServer {
+    /// A server on a free port, not started yet.
+    pub fn new() -> Self {
+        let bin = std::env::var("SSE_LOGS_TEST_MONGODB_BIN")
+            .expect("SSE_LOGS_TEST_MONGODB_BIN is not set: run the tests with scripts/test.sh");
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("sse-logs-test-{}", uuid::Uuid::new_v4().simple()));
+        Self { port, bin, dir, child: None }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it and waits until it accepts connections.
+    pub fn start(&mut self) {
+        let mut command = Command::new(&self.bin);
+        command
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--storage-path")
+            .arg(self.dir.join("data"))
+            .args(["--cache-size", "256M"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if self.bin.ends_with("secantusd-rs") {
+            command.args(["--log-file-max", "16MB", "--log-level", "WARNING"]);
+        }
+        self.child = Some(command.spawn().expect("the test MongoDB server starts"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "the test MongoDB server did not listen on {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops it the way a restart does (SIGTERM), so that acknowledged writes are on disk.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills it at once (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for MongoServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
