@@ -12,7 +12,7 @@ use mongodb::{Client, Collection};
 use sse_logs::{Application, Settings, Shutdown};
 
 /// Longest any single wait in a test may take before the test fails (instead of hanging).
-pub const PATIENCE: Duration = Duration::from_secs(20);
+pub const PATIENCE: Duration = Duration::from_secs(60);
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -132,6 +132,12 @@ impl TestApp {
         spawn_on(self.uri.clone(), self.database.clone(), &[], false, true).await
     }
 
+    /// Another instance on the same database listening where this one did (after it stopped).
+    pub async fn restart_in_place(&self) -> TestApp {
+        let bind = self.addr.to_string();
+        spawn_on(self.uri.clone(), self.database.clone(), &[("HTTP__BIND", &bind)], false, true).await
+    }
+
     /// Stops the server and waits for it, as SIGTERM would.
     pub async fn stop(&mut self) {
         self.shutdown.trigger();
@@ -162,6 +168,13 @@ impl Drop for TestApp {
         })
         .join();
     }
+}
+
+/// The `sse-logs` binary of this build, for the command-line tests.
+pub fn sse_logs(args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sse-logs"));
+    command.args(args).env_remove("SSE_LOGS_SERVER").env_remove("SSE_LOGS_TOKEN").kill_on_drop(true);
+    command
 }
 
 /// One dispatched event, as EventSource would hand it to `onmessage`.

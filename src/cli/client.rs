@@ -1,0 +1,197 @@
+//! A small HTTP client of the service's own API, for `push` and `tail`.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::key::LogKey;
+
+/// How long `push` keeps retrying one batch through an outage before it gives up.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+pub enum AppendError {
+    Finished,
+    Refused(String),
+}
+
+/// One page of the snapshot route.
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    pub lines: Vec<String>,
+    pub next: u64,
+    pub done: bool,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct Appended {
+    next: u64,
+}
+
+/// What a request came back with, when it came back.
+enum Outcome<T> {
+    Done(T),
+    /// The server said no; retrying will not help.
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// No answer, or 503: the request may or may not have taken effect.
+    Unsure(String),
+}
+
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    /// Positions the log had after our last acknowledged append.
+    next: Option<u64>,
+}
+
+impl ApiClient {
+    pub fn new(server: &str, token: Option<String>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: server.trim_end_matches('/').to_owned(),
+            token,
+            next: None,
+        }
+    }
+
+    pub fn log_url(&self, key: &LogKey, suffix: &str) -> String {
+        let segment = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        format!("{}/api/v1/logs/{}/{}{suffix}", self.base, segment(&key.log_type), segment(&key.id))
+    }
+
+    pub fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        self.authorize(self.http.get(url))
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn send<T: for<'de> Deserialize<'de>>(&self, request: reqwest::RequestBuilder) -> Outcome<T> {
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(err) => return Outcome::Unsure(err.to_string()),
+        };
+        let status = response.status().as_u16();
+        if response.status().is_success() {
+            return match response.json().await {
+                Ok(body) => Outcome::Done(body),
+                Err(err) => Outcome::Unsure(err.to_string()),
+            };
+        }
+        let (code, message) = match response.json::<ErrorBody>().await {
+            Ok(body) => (body.error.code, body.error.message),
+            Err(_) => (String::new(), format!("HTTP {status}")),
+        };
+        if status == 503 || status >= 500 {
+            Outcome::Unsure(message)
+        } else {
+            Outcome::Refused { status, code, message }
+        }
+    }
+
+    /// One page of the log from position `from`.
+    pub async fn page(&self, key: &LogKey, from: u64, limit: u64) -> Result<Page, String> {
+        let url = format!("{}?from={from}&limit={limit}", self.log_url(key, ""));
+        match self.send(self.get(&url)).await {
+            Outcome::Done(page) => Ok(page),
+            Outcome::Refused { message, .. } | Outcome::Unsure(message) => Err(message),
+        }
+    }
+
+    /// Learns how many positions the log has; fails if it has ended.
+    pub async fn find_end(&mut self, key: &LogKey) -> Result<(), AppendError> {
+        let started = Instant::now();
+        let mut backoff = BACKOFF_MIN;
+        let mut from = 0;
+        loop {
+            match self.page(key, from, 10_000).await {
+                Ok(page) if page.done => return Err(AppendError::Finished),
+                Ok(page) if page.next == from => {
+                    self.next = Some(from);
+                    return Ok(());
+                }
+                Ok(page) => from = page.next,
+                Err(message) => wait(&mut backoff, started, &message).await.map_err(AppendError::Refused)?,
+            }
+        }
+    }
+
+    /// Appends lines (and `[DONE]`), retrying through outages; a batch that may have been written
+    /// is looked up first, and only what is missing is sent again.
+    pub async fn append_exactly_once(
+        &mut self,
+        key: &LogKey,
+        mut lines: Vec<String>,
+        done: bool,
+    ) -> Result<u64, AppendError> {
+        let started = Instant::now();
+        let mut backoff = BACKOFF_MIN;
+        let url = self.log_url(key, "");
+        loop {
+            let request = self.authorize(self.http.post(&url)).json(&json!({ "lines": lines, "done": done }));
+            let failure = match self.send::<Appended>(request).await {
+                Outcome::Done(appended) => {
+                    self.next = Some(appended.next);
+                    return Ok(appended.next);
+                }
+                Outcome::Refused { code, .. } if code == "log_finished" => return Err(AppendError::Finished),
+                Outcome::Refused { status, message, .. } => {
+                    return Err(AppendError::Refused(format!(
+                        "the server refused the lines ({status}): {message}"
+                    )))
+                }
+                Outcome::Unsure(message) => message,
+            };
+            if let Some(known) = self.next {
+                if let Ok(page) = self.page(key, known, lines.len() as u64 + 1).await {
+                    if lines.starts_with(&page.lines) {
+                        let written = page.lines.len();
+                        if written == lines.len() && (page.done || !done) {
+                            self.next = Some(page.next);
+                            return Ok(page.next);
+                        }
+                        lines.drain(..written);
+                        self.next = Some(known + written as u64);
+                    }
+                }
+            }
+            wait(&mut backoff, started, &failure).await.map_err(AppendError::Refused)?;
+        }
+    }
+}
+
+/// Sleeps before a retry, or gives up when retrying has gone on too long.
+pub async fn wait(backoff: &mut Duration, started: Instant, reason: &str) -> Result<(), String> {
+    if started.elapsed() > GIVE_UP_AFTER {
+        return Err(format!("giving up after {:?}: {reason}", GIVE_UP_AFTER));
+    }
+    eprintln!("sse-logs: {reason}; retrying in {backoff:?}");
+    tokio::time::sleep(*backoff).await;
+    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! The command line: `serve` (the default), `migrate`, and for producers and terminals `push`
+//! and `tail`.
+
+mod client;
+mod push;
+mod tail;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::key::LogKey;
+use crate::shutdown::{os_signal, Shutdown};
+use crate::startup::Application;
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sse-logs",
+    version,
+    about = "Stream log lines stored in MongoDB to browsers over Server-Sent Events"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Append standard input to a log, one line per line, ending it with [DONE] at EOF.
+    Push {
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Leave the log open at EOF (no [DONE]).
+        #[arg(long)]
+        no_done: bool,
+        /// Write straight into MongoDB at this URI instead of through the service.
+        #[arg(long, env = "SSE_LOGS_MONGODB_URI")]
+        mongodb_uri: Option<String>,
+    },
+    /// Print a log and follow it until [DONE], resuming after disconnects.
+    Tail {
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Start after this many lines.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Print what exists now and exit.
+        #[arg(long)]
+        no_follow: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct LogArgs {
+    /// The log's type, e.g. deploy.
+    #[arg(long = "type", value_name = "TYPE")]
+    log_type: String,
+    /// The log's id, e.g. 42.
+    #[arg(long)]
+    id: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServerArgs {
+    /// The sse-logs service.
+    #[arg(long, env = "SSE_LOGS_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// A token sent as `Authorization: Bearer`.
+    #[arg(long, env = "SSE_LOGS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+/// Runs the command line; the binary's `main` is only this.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve);
+    if matches!(command, Command::Push { .. } | Command::Tail { .. }) {
+        return run_client(command);
+    }
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(err) => {
+            eprintln!("sse-logs: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(settings.log.format);
+    let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
+    let outcome = runtime.block_on(async {
+        match command {
+            Command::Migrate => migrate(settings).await,
+            _ => serve(settings).await,
+        }
+    });
+    // Do not wait for tasks still parked on MongoDB: shutdown has already ended the streams.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("sse-logs: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `push` and `tail` need no server settings: they talk to a service (or MongoDB) by URL.
+fn run_client(command: Command) -> ExitCode {
+    let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
+    let outcome = runtime.block_on(async {
+        match command {
+            Command::Push { log, server, no_done, mongodb_uri } => {
+                let sink = match mongodb_uri {
+                    Some(uri) => push::Sink::Direct(direct_store(uri).await?),
+                    None => push::Sink::Service(client::ApiClient::new(&server.server, server.token)),
+                };
+                push::run(sink, LogKey::new(log.log_type, log.id), !no_done).await
+            }
+            Command::Tail { log, server, from, no_follow } => {
+                let client = client::ApiClient::new(&server.server, server.token);
+                tail::run(client, LogKey::new(log.log_type, log.id), from, !no_follow).await
+            }
+            Command::Serve | Command::Migrate => unreachable!("handled by main"),
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("sse-logs: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The store `push --mongodb-uri` writes to: the URI, with database and collection settings.
+async fn direct_store(uri: String) -> Result<Store, String> {
+    let mut settings = Settings::load().map_err(|e| e.to_string())?;
+    settings.mongodb.uri = uri;
+    Store::connect(&settings.mongodb, Default::default()).await.map_err(|e| format!("--mongodb-uri: {e}"))
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let shutdown = Shutdown::new();
+    let app = Application::build(settings, shutdown.clone()).await.map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        os_signal().await;
+        tracing::info!("shutdown requested");
+        shutdown.trigger();
+    });
+    app.run_until_stopped().await;
+    Ok(())
+}
+
+async fn migrate(settings: Settings) -> Result<(), String> {
+    let store = Store::connect(&settings.mongodb, Default::default())
+        .await
+        .map_err(|e| format!("mongodb.uri: {e}"))?;
+    let applied = crate::migrations::apply(&store).await.map_err(|e| format!("migration failed: {e}"))?;
+    if applied.is_empty() {
+        println!("migrations: nothing to apply");
+    } else {
+        for name in applied {
+            println!("migrations: applied {name}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! `sse-logs tail`: prints a log to standard output byte for byte, following it live.
+//!
+//! It reads the JSON stream format (lossless for empty lines and carriage returns), reconnects
+//! with `Last-Event-ID` after a dropped connection, and exits 0 at `[DONE]`.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::client::{wait, ApiClient};
+use crate::key::LogKey;
+
+/// A stream that sent nothing, not even a keep-alive, for this long is considered dead.
+const SILENCE_LIMIT: Duration = Duration::from_secs(60);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+
+#[derive(serde::Deserialize)]
+struct JsonLine {
+    n: u64,
+    line: String,
+}
+
+pub async fn run(client: ApiClient, key: LogKey, from: u64, follow: bool) -> Result<(), String> {
+    let mut out = tokio::io::BufWriter::new(tokio::io::stdout());
+    if follow {
+        follow_stream(&client, &key, from, &mut out).await
+    } else {
+        print_snapshot(&client, &key, from, &mut out).await
+    }
+}
+
+async fn print_snapshot(
+    client: &ApiClient,
+    key: &LogKey,
+    mut from: u64,
+    out: &mut (impl AsyncWrite + Unpin),
+) -> Result<(), String> {
+    loop {
+        let page = client.page(key, from, 10_000).await?;
+        for line in &page.lines {
+            write_line(out, line).await?;
+        }
+        out.flush().await.map_err(|e| e.to_string())?;
+        if page.done || page.next == from {
+            return Ok(());
+        }
+        from = page.next;
+    }
+}
+
+async fn follow_stream(
+    client: &ApiClient,
+    key: &LogKey,
+    from: u64,
+    out: &mut (impl AsyncWrite + Unpin),
+) -> Result<(), String> {
+    let mut have = from;
+    let mut backoff = BACKOFF_MIN;
+    let mut started = Instant::now();
+    loop {
+        let url = client.log_url(key, &format!("/stream?format=json&from={have}"));
+        let reason = match client.get(&url).header("Last-Event-ID", have.to_string()).send().await {
+            Err(err) => err.to_string(),
+            Ok(response) if response.status() == 204 => return Ok(()),
+            Ok(response) if response.status().is_client_error() => {
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                return Err(format!("the server refused the stream ({status}): {body}"));
+            }
+            Ok(response) if !response.status().is_success() => format!("HTTP {}", response.status()),
+            Ok(response) => {
+                let before = have;
+                match read_events(response, &mut have, out).await? {
+                    Ended::Done => return Ok(()),
+                    Ended::Dropped(reason) => {
+                        if have > before {
+                            (backoff, started) = (BACKOFF_MIN, Instant::now());
+                        }
+                        reason
+                    }
+                }
+            }
+        };
+        wait(&mut backoff, started, &format!("stream interrupted ({reason}) after line {have}")).await?;
+    }
+}
+
+enum Ended {
+    Done,
+    Dropped(String),
+}
+
+/// Prints the lines of one response; `have` follows the last line printed.
+async fn read_events(
+    response: reqwest::Response,
+    have: &mut u64,
+    out: &mut (impl AsyncWrite + Unpin),
+) -> Result<Ended, String> {
+    let mut body = response.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let (mut event, mut data) = (String::new(), String::new());
+    loop {
+        let chunk = match tokio::time::timeout(SILENCE_LIMIT, body.next()).await {
+            Err(_) => return Ok(Ended::Dropped("no data for 60 s".into())),
+            Ok(None) => return Ok(Ended::Dropped("the server closed the stream".into())),
+            Ok(Some(Err(err))) => return Ok(Ended::Dropped(err.to_string())),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        buf.extend_from_slice(&chunk);
+        // The service frames every field on its own `\n`-terminated line.
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            if !line.is_empty() {
+                if let Some(value) = line.strip_prefix("event: ") {
+                    event = value.to_owned();
+                } else if let Some(value) = line.strip_prefix("data: ") {
+                    data = value.to_owned();
+                }
+                continue;
+            }
+            let (kind, payload) = (std::mem::take(&mut event), std::mem::take(&mut data));
+            if kind == "done" {
+                out.flush().await.map_err(|e| e.to_string())?;
+                return Ok(Ended::Done);
+            }
+            if payload.is_empty() {
+                continue;
+            }
+            let line: JsonLine =
+                serde_json::from_str(&payload).map_err(|e| format!("unexpected event: {e}"))?;
+            if line.n > *have {
+                write_line(out, &line.line).await?;
+                *have = line.n;
+            }
+        }
+        out.flush().await.map_err(|e| e.to_string())?;
+    }
+}
+
+async fn write_line(out: &mut (impl AsyncWrite + Unpin), line: &str) -> Result<(), String> {
+    out.write_all(line.as_bytes()).await.map_err(|e| e.to_string())?;
+    out.write_all(b"\n").await.map_err(|e| e.to_string())
+}
