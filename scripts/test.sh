@@ -2,17 +2,26 @@
 # Runs every check of the project: formatting, lints and all tests against a real
 # MongoDB wire-protocol server over TCP.
 #
-# With SSE_LOGS_TEST_MONGODB_URI set (e.g. the docker-compose replica set), tests use that
-# server; otherwise this script installs (cached) and starts SecantusDB and stops it at the end.
+# Which MongoDB: SSE_LOGS_TEST_MONGODB_URI when set (any replica set); otherwise a mongo:7
+# container where a Docker engine runs; otherwise SecantusDB, installed (cached) and started here.
+# The fault tests that restart a server always start SecantusDB instances of their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/test-mongodb.sh
 
+trap stop_test_mongodb EXIT
+SSE_LOGS_TEST_MONGODB_BIN="$(find_test_mongodb)"
+export SSE_LOGS_TEST_MONGODB_BIN
 if [ -z "${SSE_LOGS_TEST_MONGODB_URI:-}" ]; then
-    trap stop_test_mongodb EXIT
-    start_test_mongodb
+    if docker info >/dev/null 2>&1; then
+        start_docker_mongodb
+    else
+        start_test_mongodb
+    fi
 fi
+bash -n scripts/*.sh scripts/lib/*.sh
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
 cargo test --locked "$@"

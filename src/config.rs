@@ -13,60 +13,87 @@ use serde::Deserialize;
 /// Everything the service can be told from outside.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
+    /// `[http]`
     pub http: HttpSettings,
+    /// `[mongodb]`
     pub mongodb: MongoSettings,
+    /// `[sse]`
     pub sse: SseSettings,
+    /// `[limits]`
     pub limits: Limits,
+    /// `[log]`
     pub log: LogSettings,
 }
 
+/// `[http]`: where to listen.
 #[derive(Debug, Clone, Deserialize)]
 pub struct HttpSettings {
     /// Address to listen on; port 0 picks a free port (tests use that).
     pub bind: String,
 }
 
+/// `[mongodb]`: where the logs are.
 #[derive(Debug, Clone, Deserialize)]
 pub struct MongoSettings {
+    /// Connection string; a replica set or sharded cluster (change streams need one).
     pub uri: String,
+    /// Database of the log collection.
     pub database: String,
+    /// The log collection: one document `{type, id, log}` per line.
     pub collection: String,
     /// Apply pending migrations when `serve` starts, so a fresh deployment just works.
     pub migrate_on_start: bool,
 }
 
+/// `[sse]`: stream timing.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SseSettings {
+    /// Seconds between `: keep-alive` comments on an idle stream.
     pub keep_alive_secs: u64,
+    /// The `retry:` sent first: how long EventSource waits before reconnecting.
     pub retry_ms: u64,
 }
 
+/// `[limits]`: what one process accepts.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Limits {
+    /// Most streams open at once; more get 503.
     pub max_streams: usize,
+    /// Largest append body; larger ones get 413.
     pub max_body_bytes: u64,
 }
 
+/// `[log]`: the process's own logging.
 #[derive(Debug, Clone, Deserialize)]
 pub struct LogSettings {
     /// `text` for people, `json` for log collectors.
     pub format: LogFormat,
 }
 
+/// How the process logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Human-readable lines.
     Text,
+    /// One JSON object per line.
     Json,
 }
 
 /// Why the settings could not be loaded; the message always names the offending key or file.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
+    /// A file or value could not be read.
     #[error("configuration: {0}")]
     Load(#[from] config::ConfigError),
+    /// A value was read but makes no sense.
     #[error("configuration key `{key}`: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid {
+        /// The dotted key, e.g. `http.bind`.
+        key: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 const DEFAULTS: &[(&str, &str)] = &[
@@ -133,6 +160,7 @@ impl Settings {
         Ok(())
     }
 
+    /// `http.bind` as an address.
     pub fn bind_addr(&self) -> SocketAddr {
         // validate() has already proven this parses.
         self.http.bind.parse().expect("http.bind was validated")
@@ -140,6 +168,7 @@ impl Settings {
 }
 
 impl SseSettings {
+    /// `keep_alive_secs` as a duration.
     pub fn keep_alive(&self) -> Duration {
         Duration::from_secs(self.keep_alive_secs)
     }

@@ -21,6 +21,12 @@ pub enum ApiError {
     InvalidParameter { name: &'static str, reason: String },
     #[error("{0}")]
     InvalidBody(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("access could not be checked: {0}")]
+    AccessUnavailable(String),
     #[error("no such route")]
     NotFound,
     #[error("method not allowed on this route")]
@@ -62,6 +68,9 @@ impl ApiError {
             Self::MissingParameter(_) => (StatusCode::BAD_REQUEST, "missing_parameter"),
             Self::InvalidParameter { .. } => (StatusCode::BAD_REQUEST, "invalid_parameter"),
             Self::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::AccessUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "access_unavailable"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             // The contract keeps body problems at 400.
@@ -84,6 +93,9 @@ impl Reply for ApiError {
         let (status, code) = self.status_and_code();
         let body = Body { error: Detail { code, message: self.to_string() } };
         let mut response = warp::reply::with_status(warp::reply::json(&body), status).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }

@@ -9,11 +9,14 @@ use bson::{doc, Bson, Document};
 /// The identity of one log.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LogKey {
+    /// The `type` field, e.g. `deploy`.
     pub log_type: String,
+    /// The `id` as the request gave it (text).
     pub id: String,
 }
 
 impl LogKey {
+    /// A key from its two parts.
     pub fn new(log_type: impl Into<String>, id: impl Into<String>) -> Self {
         Self { log_type: log_type.into(), id: id.into() }
     }

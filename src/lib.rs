@@ -1,39 +1,74 @@
-//! sse-logs: stream log lines stored in MongoDB to browsers over Server-Sent Events.
+//! # sse-logs
 //!
-//! A request reads the log's backlog with one cursor, then follows the process's single change
-//! stream until the log's `[DONE]` line. The modules, from the outside in:
+//! Stream log lines stored in MongoDB to browsers over Server-Sent Events.
+//!
+//! Build processes write one document `{type, id, log}` per line into a collection and end
+//! with a `[DONE]` line. A viewer's request reads the log's backlog with one cursor, then
+//! follows the process's single change stream (shared by every viewer) until `[DONE]`, with a
+//! gapless, duplicate-free hand-off between the two.
+//!
+//! The `sse-logs` binary serves this over HTTP. An app that already has a warp server, its own
+//! auth and a MongoDB client mounts the same routes with [`LogStreams`]:
+//!
+//! ```no_run
+//! use sse_logs::access::{Access, AccessRequest};
+//! use sse_logs::LogStreams;
+//! use warp::Filter;
+//!
+//! # async fn run() -> mongodb::error::Result<()> {
+//! let client = mongodb::Client::with_uri_str("mongodb://127.0.0.1:27017/?replicaSet=rs0").await?;
+//! let streams = LogStreams::builder(client.database("popop").collection("sse_logs"))
+//!     .access(|request: &AccessRequest<'_>| match request.headers.get("cookie") {
+//!         Some(_) => Access::Allow,
+//!         None => Access::Unauthorized("log in first".into()),
+//!     })
+//!     .shutdown_on(async { let _ = tokio::signal::ctrl_c().await; })
+//!     .build();
+//! let routes = warp::path!("hello").map(|| "hi").or(warp::path("logs").and(streams.filter()));
+//! warp::serve(routes).run(([127, 0, 0, 1], 3030)).await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Mounted under `/logs`, the stream of log `deploy/42` is then at
+//! `/logs/api/v1/logs/deploy/42/stream`. See `examples/embed_in_warp.rs` for a complete app.
+//!
+//! Modules, from the outside in: [`streams`] (the embedding API), [`access`] (the pluggable
+//! access decision), [`config`] and [`startup`] (the binary's settings and wiring).
 
-/// Command line: `serve`, `migrate`.
-pub mod cli;
-/// Typed settings loaded in layers.
+pub mod access;
 pub mod config;
-/// The API's error type and its mapping to HTTP.
-pub mod error;
-/// The shared change stream and its in-memory fan-out.
-pub mod hub;
-/// Which documents form a log, and how a request's `id` matches them.
 pub mod key;
-/// Process counters for `/metrics`.
-pub mod metrics;
-/// Database migrations from `migrations/`.
-pub mod migrations;
-/// The HTTP routes.
-pub mod routes;
-/// One client's stream: backlog, hand-off, live.
-pub mod session;
-/// The shutdown signal every long-lived task honours.
 pub mod shutdown;
-/// Server-Sent Events framing.
-pub mod sse;
-/// Building and running the service.
 pub mod startup;
-/// State shared by the routes.
+pub mod streams;
+
+// Internals: public only so that the binary and the integration tests can reach them.
+#[doc(hidden)]
+pub mod cli;
+#[doc(hidden)]
+pub mod error;
+#[doc(hidden)]
+pub mod hub;
+#[doc(hidden)]
+pub mod metrics;
+#[doc(hidden)]
+pub mod migrations;
+#[doc(hidden)]
 pub mod state;
-/// MongoDB access.
+#[doc(hidden)]
 pub mod store;
-/// Logging setup.
+#[doc(hidden)]
 pub mod telemetry;
+
+/// The HTTP routes.
+mod routes;
+/// One client's stream: backlog, hand-off, live.
+mod session;
+/// Server-Sent Events framing.
+mod sse;
 
 pub use config::Settings;
 pub use shutdown::Shutdown;
 pub use startup::Application;
+pub use streams::{LogStreams, LogStreamsBuilder};

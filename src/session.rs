@@ -103,7 +103,7 @@ impl Session {
         let metrics = self.state.metrics.clone();
         metrics.streams_opened.fetch_add(1, Ordering::Relaxed);
         metrics.streams_open.fetch_add(1, Ordering::Relaxed);
-        let retry = sse::retry(self.state.settings.sse.retry_ms);
+        let retry = sse::retry(self.state.sse.retry_ms);
         let end = match self.send(retry).await {
             Ok(()) => self.serve().await,
             Err(end) => end,
@@ -142,7 +142,7 @@ impl Session {
             if let Some(subscription) = self.state.hub.subscribe(&self.key) {
                 return Ok(subscription);
             }
-            let keep_alive = self.state.settings.sse.keep_alive();
+            let keep_alive = self.state.sse.keep_alive();
             tokio::select! {
                 _ = live.changed() => {}
                 _ = tokio::time::sleep(keep_alive) => self.send(sse::keep_alive()).await?,
@@ -203,7 +203,7 @@ impl Session {
 
     /// Sends live events until the hub drops this subscriber (returns `Ok`) or the session stops.
     async fn follow(&mut self, subscription: &mut Subscription) -> Result<(), Break> {
-        let keep_alive = self.state.settings.sse.keep_alive();
+        let keep_alive = self.state.sse.keep_alive();
         loop {
             let event = tokio::select! {
                 event = subscription.events.recv() => event,

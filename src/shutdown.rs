@@ -5,12 +5,14 @@
 
 use tokio_util::sync::CancellationToken;
 
+/// A cloneable shutdown signal: trigger it once, every clone sees it.
 #[derive(Debug, Clone, Default)]
 pub struct Shutdown {
     token: CancellationToken,
 }
 
 impl Shutdown {
+    /// A signal not yet triggered.
     pub fn new() -> Self {
         Self::default()
     }
@@ -20,6 +22,7 @@ impl Shutdown {
         self.token.cancel();
     }
 
+    /// Whether shutdown has started.
     pub fn is_triggered(&self) -> bool {
         self.token.is_cancelled()
     }

@@ -10,19 +10,25 @@ use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::routes::routes;
 use crate::shutdown::Shutdown;
-use crate::state::{AppState, SharedState};
+use crate::state::SharedState;
 use crate::store::Store;
+use crate::streams::LogStreams;
 
 /// How long shutdown may take before the remaining connections are cut.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
 
+/// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The MongoDB URI is not usable.
     #[error("mongodb.uri: {0}")]
     MongoUri(#[source] mongodb::error::Error),
+    /// The listen address could not be bound.
     #[error("http.bind {addr}: {source}")]
     Bind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// What the OS said.
         #[source]
         source: std::io::Error,
     },
@@ -47,15 +53,19 @@ impl Application {
         if settings.mongodb.migrate_on_start {
             tokio::spawn(migrate_when_reachable(store.clone(), shutdown.clone()));
         }
-        let state = AppState::new(settings, store.clone(), metrics, shutdown.clone());
-        tokio::spawn(state.hub.clone().run(store, shutdown));
-        Ok(Self { addr, state, listener })
+        let streams = LogStreams::builder(store.collection().clone())
+            .settings(settings.sse.clone(), settings.limits.clone())
+            .shared(shutdown, metrics)
+            .build();
+        Ok(Self { addr, state: streams.state().clone(), listener })
     }
 
+    /// Where it listens (the real port when `http.bind` asked for port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
+    #[doc(hidden)]
     pub fn state(&self) -> &SharedState {
         &self.state
     }

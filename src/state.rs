@@ -1,10 +1,12 @@
-//! What every route shares: settings, the MongoDB store, the hub, metrics and shutdown.
+//! What every route shares: settings, the access check, the MongoDB store, the hub, metrics
+//! and shutdown.
 
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use crate::config::Settings;
+use crate::access::AccessCheck;
+use crate::config::{Limits, SseSettings};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -12,7 +14,9 @@ use crate::store::Store;
 
 #[derive(Debug)]
 pub struct AppState {
-    pub settings: Settings,
+    pub sse: SseSettings,
+    pub limits: Limits,
+    pub access: Box<dyn AccessCheck>,
     pub store: Store,
     pub hub: Hub,
     pub metrics: Arc<Metrics>,
@@ -23,9 +27,8 @@ pub struct AppState {
 
 pub type SharedState = Arc<AppState>;
 
-impl AppState {
-    pub fn new(settings: Settings, store: Store, metrics: Arc<Metrics>, shutdown: Shutdown) -> SharedState {
-        let stream_slots = Arc::new(Semaphore::new(settings.limits.max_streams));
-        Arc::new(Self { hub: Hub::new(metrics.clone()), settings, store, metrics, shutdown, stream_slots })
+impl std::fmt::Debug for dyn AccessCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessCheck")
     }
 }

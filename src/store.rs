@@ -91,9 +91,14 @@ impl Store {
         // A request should fail fast with 503 rather than hang for the driver's default 30 s.
         options.server_selection_timeout.get_or_insert(Duration::from_secs(5));
         let client = Client::with_options(options)?;
-        let database = client.database(&settings.database);
-        let collection = database.collection(&settings.collection);
-        Ok(Self { client, database, collection })
+        Ok(Self::from_collection(client.database(&settings.database).collection(&settings.collection)))
+    }
+
+    /// Uses a collection the caller already has (an embedding app's own client and pool).
+    pub fn from_collection(collection: Collection<Document>) -> Self {
+        let client = collection.client().clone();
+        let database = client.database(&collection.namespace().db);
+        Self { client, database, collection }
     }
 
     pub fn client(&self) -> &Client {

@@ -64,7 +64,28 @@ start_test_mongodb() {
     log "test MongoDB (SecantusDB) listening at $SSE_LOGS_TEST_MONGODB_URI"
 }
 
+# With a Docker engine: a real mongo:7 single-node replica set in a container.
+# (No engine runs on the project's build machines; there this path is skipped.)
+start_docker_mongodb() {
+    local port
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    TEST_MONGODB_CONTAINER="$(docker run -d --rm -p "127.0.0.1:$port:27017" mongo:7 --replSet rs0 --bind_ip_all)" || return 1
+    local i
+    for i in $(seq 1 120); do
+        docker exec "$TEST_MONGODB_CONTAINER" mongosh --quiet --eval \
+            "try { rs.status().ok } catch (e) { rs.initiate({_id: 'rs0', members: [{_id: 0, host: '127.0.0.1:27017'}]}).ok }" \
+            2>/dev/null | grep -q 1 && break
+        sleep 0.5
+    done
+    export SSE_LOGS_TEST_MONGODB_URI="mongodb://127.0.0.1:$port/?directConnection=true"
+    log "test MongoDB (mongo:7 in container ${TEST_MONGODB_CONTAINER:0:12}) at $SSE_LOGS_TEST_MONGODB_URI"
+}
+
 stop_test_mongodb() {
+    if [ -n "${TEST_MONGODB_CONTAINER:-}" ]; then
+        docker rm -f "$TEST_MONGODB_CONTAINER" >/dev/null 2>&1 || true
+        TEST_MONGODB_CONTAINER=""
+    fi
     if [ -n "${TEST_MONGODB_PID:-}" ]; then
         kill "$TEST_MONGODB_PID" 2>/dev/null || true
         wait "$TEST_MONGODB_PID" 2>/dev/null || true

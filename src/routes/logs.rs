@@ -3,12 +3,13 @@
 use bytes::{Buf, BytesMut};
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use warp::http::StatusCode;
+use warp::http::{HeaderMap, StatusCode};
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
-use super::params::{query, Query, Segment};
+use super::params::{headers, query, Query, Segment};
 use super::with_state;
+use crate::access::{authorize, Action};
 use crate::error::{respond, ApiError};
 use crate::key::LogKey;
 use crate::sse::DONE;
@@ -79,20 +80,23 @@ struct Appended {
 pub fn append(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("api" / "v1" / "logs" / Segment / Segment)
         .and(warp::post())
-        .and(warp::header::optional::<String>("content-type"))
+        .and(query())
+        .and(headers())
         .and(warp::body::stream())
         .and(with_state(state))
         .then(
             |log_type: Segment,
              id: Segment,
-             content_type: Option<String>,
+             query: Result<Query, ApiError>,
+             headers: HeaderMap,
              body,
              state: SharedState| async move {
                 let answer = async {
-                    let limit = state.settings.limits.max_body_bytes;
-                    let body = read_body(body, limit).await?;
-                    let (lines, done) = parse_lines(content_type.as_deref(), &body)?;
                     let key = LogKey::new(log_type.0, id.0);
+                    authorize(state.access.as_ref(), &headers, query?.pairs(), &key, Action::Write).await?;
+                    let body = read_body(body, state.limits.max_body_bytes).await?;
+                    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+                    let (lines, done) = parse_lines(content_type, &body)?;
                     if state.store.done_position(&key).await?.is_some() {
                         return Err(ApiError::LogFinished);
                     }

@@ -9,22 +9,14 @@ mod viewer;
 use std::convert::Infallible;
 
 use warp::reply::Response;
-use warp::Filter;
+use warp::{Filter, Rejection};
 
 use crate::error::recover;
 use crate::state::SharedState;
 
-/// Every route of the service; errors leave as the contract's JSON.
+/// Every route of the `serve` binary; errors leave as the contract's JSON.
 pub fn routes(state: SharedState) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    stream::seed_stream(state.clone())
-        .or(stream::log_stream(state.clone()))
-        .unify()
-        .or(logs::snapshot(state.clone()))
-        .unify()
-        .or(logs::append(state.clone()))
-        .unify()
-        .or(viewer::page())
-        .unify()
+    log_routes(state.clone())
         .or(health::healthz())
         .unify()
         .or(health::readyz(state.clone()))
@@ -32,6 +24,19 @@ pub fn routes(state: SharedState) -> impl Filter<Extract = (Response,), Error = 
         .or(health::metrics(state))
         .unify()
         .recover(recover)
+        .unify()
+}
+
+/// The routes an embedding app mounts (see [`crate::LogStreams::filter`]).
+pub fn log_routes(state: SharedState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    stream::seed_stream(state.clone())
+        .or(stream::log_stream(state.clone()))
+        .unify()
+        .or(logs::snapshot(state.clone()))
+        .unify()
+        .or(logs::append(state))
+        .unify()
+        .or(viewer::page())
         .unify()
 }
 

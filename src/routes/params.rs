@@ -4,6 +4,7 @@
 
 use std::str::FromStr;
 
+use warp::http::HeaderMap;
 use warp::Filter;
 
 use crate::error::ApiError;
@@ -30,6 +31,10 @@ impl Query {
         serde_urlencoded::from_str(raw)
             .map(Self)
             .map_err(|_| ApiError::invalid("query", "is not valid URL encoding"))
+    }
+
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -61,11 +66,14 @@ pub fn query() -> impl Filter<Extract = (Result<Query, ApiError>,), Error = std:
     warp::query::raw().or(warp::any().map(String::new)).unify().map(|raw: String| Query::parse(&raw))
 }
 
+/// The request's headers, for the access check and `Last-Event-ID`.
+pub fn headers() -> impl Filter<Extract = (HeaderMap,), Error = std::convert::Infallible> + Clone {
+    warp::header::headers_cloned()
+}
+
 /// The `Last-Event-ID` header EventSource sends on reconnect, if any.
-pub fn last_event_id() -> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone {
-    warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| {
-        headers.get("last-event-id").map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
-    })
+pub fn last_event_id(headers: &HeaderMap) -> Option<String> {
+    headers.get("last-event-id").map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
 }
 
 #[cfg(test)]

@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use warp::http::{header, HeaderValue, StatusCode};
+use warp::http::{header, HeaderMap, HeaderValue, StatusCode};
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
-use super::params::{self, last_event_id, query, Query, Segment};
+use super::params::{self, headers, query, Query, Segment};
 use super::with_state;
+use crate::access::{authorize, Action};
 use crate::error::{respond, ApiError};
 use crate::key::LogKey;
 use crate::session::{self, StreamRequest};
@@ -25,14 +26,14 @@ pub fn seed_stream(
     warp::path!("api" / "v1" / "sse" / "logs")
         .and(warp::get())
         .and(query())
-        .and(last_event_id())
+        .and(headers())
         .and(with_state(state))
-        .then(|query: Result<Query, ApiError>, last: Option<String>, state: SharedState| async move {
+        .then(|query: Result<Query, ApiError>, headers: HeaderMap, state: SharedState| async move {
             let opened = async {
                 let query = query?;
                 let key = LogKey::new(query.required("type")?, query.required("id")?);
                 let from = query.count("num")?.unwrap_or(0);
-                open(state, key, from, Format::Text, last).await
+                open(state, key, from, Format::Text, &query, &headers).await
             };
             respond(opened.await)
         })
@@ -43,13 +44,13 @@ pub fn log_stream(state: SharedState) -> impl Filter<Extract = (Response,), Erro
     warp::path!("api" / "v1" / "logs" / Segment / Segment / "stream")
         .and(warp::get())
         .and(query())
-        .and(last_event_id())
+        .and(headers())
         .and(with_state(state))
         .then(
             |log_type: Segment,
              id: Segment,
              query: Result<Query, ApiError>,
-             last: Option<String>,
+             headers: HeaderMap,
              state: SharedState| async move {
                 let opened = async {
                     let query = query?;
@@ -59,7 +60,7 @@ pub fn log_stream(state: SharedState) -> impl Filter<Extract = (Response,), Erro
                         Some("json") => Format::Json,
                         Some(_) => return Err(ApiError::invalid("format", "must be `text` or `json`")),
                     };
-                    open(state, LogKey::new(log_type.0, id.0), from, format, last).await
+                    open(state, LogKey::new(log_type.0, id.0), from, format, &query, &headers).await
                 };
                 respond(opened.await)
             },
@@ -71,13 +72,15 @@ async fn open(
     key: LogKey,
     from: u64,
     format: Format,
-    last_event_id: Option<String>,
+    query: &Query,
+    headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     // EventSource's reconnect header wins over the URL it reconnects to.
-    let from = match last_event_id.as_deref() {
+    let from = match params::last_event_id(headers).as_deref() {
         Some("") | None => from,
         Some(text) => params::parse_count("Last-Event-ID", text.trim())?,
     };
+    authorize(state.access.as_ref(), headers, query.pairs(), &key, Action::Read).await?;
     let permit = state.stream_slots.clone().try_acquire_owned().map_err(|_| ApiError::TooManyStreams)?;
     if from > 0 && state.hub.is_live() && already_ended(&state, &key, from).await {
         // 204 is what makes EventSource stop reconnecting.

@@ -4,6 +4,7 @@
 mod append;
 mod cli;
 mod concurrency;
+mod embed;
 mod errors;
 mod faults;
 mod helpers;
