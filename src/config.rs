@@ -23,6 +23,10 @@ pub struct Settings {
     pub limits: Limits,
     /// `[log]`
     pub log: LogSettings,
+    /// `[auth]`
+    pub auth: AuthSettings,
+    /// `[cors]`
+    pub cors: CorsSettings,
 }
 
 /// `[http]`: where to listen.
@@ -70,6 +74,61 @@ pub struct LogSettings {
     pub format: LogFormat,
 }
 
+/// `[auth]`: who may read and append.
+#[derive(Clone, Deserialize)]
+pub struct AuthSettings {
+    /// `none`, `token` or `forward`. Unset means `none` on a loopback address and a refusal to
+    /// start anywhere else.
+    pub mode: Option<AuthMode>,
+    /// `token`: the HS256 shared secret.
+    pub secret: Option<String>,
+    /// `token`: a PEM public key file, for RS256 or ES256 tokens.
+    pub public_key_file: Option<String>,
+    /// `token`: HS256, RS256 or ES256.
+    pub algorithm: String,
+    /// `token`: the cookie a browser sends the token in.
+    pub cookie: String,
+    /// `forward`: the URL asked for each new stream or append (like nginx `auth_request`).
+    pub forward_url: Option<String>,
+    /// `forward`: how long to wait for its answer.
+    pub forward_timeout_ms: u64,
+    /// `forward`: how long an answer is reused for the same credentials and log.
+    pub forward_cache_secs: u64,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("AuthSettings")
+            .field("mode", &self.mode)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("public_key_file", &self.public_key_file)
+            .field("algorithm", &self.algorithm)
+            .field("cookie", &self.cookie)
+            .field("forward_url", &self.forward_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The access control modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Everyone may read and append.
+    None,
+    /// Signed tokens (JWT) from a cookie, `Authorization: Bearer` or `access_token`.
+    Token,
+    /// Ask another service, with the request's `Cookie` and `Authorization`.
+    Forward,
+}
+
+/// `[cors]`: which other origins may use the API from a browser.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CorsSettings {
+    /// Exact origins (`https://ci.example.com`); empty means same-origin only.
+    pub allowed_origins: Vec<String>,
+}
+
 /// How the process logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -107,6 +166,10 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("limits.max_streams", "10000"),
     ("limits.max_body_bytes", "1048576"),
     ("log.format", "text"),
+    ("auth.algorithm", "HS256"),
+    ("auth.cookie", "sse_logs_token"),
+    ("auth.forward_timeout_ms", "2000"),
+    ("auth.forward_cache_secs", "5"),
 ];
 
 impl Settings {
@@ -125,9 +188,13 @@ impl Settings {
         if let Some(path) = env.get("SSE_LOGS_CONFIG") {
             builder = builder.add_source(config::File::with_name(path).required(true));
         }
+        builder = builder.set_default("cors.allowed_origins", Vec::<String>::new())?;
         let env_source = config::Environment::with_prefix("SSE_LOGS")
             .prefix_separator("__")
             .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("cors.allowed_origins")
+            .try_parsing(true)
             .source(Some(env.into_iter().collect()));
         let settings: Settings = builder.add_source(env_source).build()?.try_deserialize()?;
         settings.validate()?;
@@ -156,6 +223,45 @@ impl Settings {
         }
         if self.limits.max_body_bytes == 0 {
             return invalid("limits.max_body_bytes", "must be at least 1");
+        }
+        self.validate_auth()
+    }
+
+    fn validate_auth(&self) -> Result<(), SettingsError> {
+        let invalid = |key, message: &str| Err(SettingsError::Invalid { key, message: message.to_owned() });
+        let auth = &self.auth;
+        match auth.mode {
+            None if !self.bind_addr().ip().is_loopback() => invalid(
+                "auth.mode",
+                "is not set and http.bind is not a loopback address; set auth.mode to token or forward, \
+                 or to none to serve every log to anyone who can reach it",
+            ),
+            Some(AuthMode::Token) if auth.secret.is_none() && auth.public_key_file.is_none() => invalid(
+                "auth.secret",
+                "token mode needs auth.secret (HS256) or auth.public_key_file (RS256/ES256)",
+            ),
+            Some(AuthMode::Token) if !["HS256", "RS256", "ES256"].contains(&auth.algorithm.as_str()) => {
+                invalid("auth.algorithm", "must be HS256, RS256 or ES256")
+            }
+            Some(AuthMode::Token)
+                if auth.algorithm == "HS256" && auth.secret.as_deref().is_none_or(|s| s.len() < 16) =>
+            {
+                invalid("auth.secret", "must be at least 16 characters for HS256")
+            }
+            Some(AuthMode::Forward)
+                if !auth.forward_url.as_deref().is_some_and(|u| u.starts_with("http")) =>
+            {
+                invalid("auth.forward_url", "forward mode needs an http:// or https:// URL")
+            }
+            _ => Ok(()),
+        }?;
+        if let Some(origin) =
+            self.cors.allowed_origins.iter().find(|o| o.as_str() == "*" || !o.contains("://"))
+        {
+            return Err(SettingsError::Invalid {
+                key: "cors.allowed_origins",
+                message: format!("{origin:?} is not an exact origin like https://ci.example.com"),
+            });
         }
         Ok(())
     }

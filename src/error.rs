@@ -110,6 +110,8 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         ApiError::NotFound
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::MethodNotAllowed
+    } else if rejection.find::<warp::filters::cors::CorsForbidden>().is_some() {
+        ApiError::Forbidden("this origin may not use the API (cors.allowed_origins)".into())
     } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
         ApiError::UnsupportedMediaType
     } else {

@@ -37,6 +37,7 @@
 //! access decision), [`config`] and [`startup`] (the binary's settings and wiring).
 
 pub mod access;
+pub mod auth;
 pub mod config;
 pub mod key;
 pub mod shutdown;

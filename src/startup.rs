@@ -23,6 +23,9 @@ pub enum StartError {
     /// The MongoDB URI is not usable.
     #[error("mongodb.uri: {0}")]
     MongoUri(#[source] mongodb::error::Error),
+    /// A setting could be parsed but not used (e.g. an unreadable key file).
+    #[error("{0}")]
+    Settings(#[source] crate::config::SettingsError),
     /// The listen address could not be bound.
     #[error("http.bind {addr}: {source}")]
     Bind {
@@ -39,6 +42,7 @@ pub struct Application {
     addr: SocketAddr,
     state: SharedState,
     listener: TcpListener,
+    allowed_origins: Vec<String>,
 }
 
 impl Application {
@@ -53,11 +57,18 @@ impl Application {
         if settings.mongodb.migrate_on_start {
             tokio::spawn(migrate_when_reachable(store.clone(), shutdown.clone()));
         }
+        let access = crate::auth::from_settings(&settings.auth).map_err(StartError::Settings)?;
         let streams = LogStreams::builder(store.collection().clone())
             .settings(settings.sse.clone(), settings.limits.clone())
+            .access_boxed(access)
             .shared(shutdown, metrics)
             .build();
-        Ok(Self { addr, state: streams.state().clone(), listener })
+        Ok(Self {
+            addr,
+            state: streams.state().clone(),
+            listener,
+            allowed_origins: settings.cors.allowed_origins,
+        })
     }
 
     /// Where it listens (the real port when `http.bind` asked for port 0).
@@ -78,7 +89,10 @@ impl Application {
             async move { shutdown.wait().await }
         };
         tracing::info!(addr = %self.addr, "listening");
-        let server = warp::serve(routes(self.state.clone())).incoming(self.listener).graceful(signal).run();
+        let server = warp::serve(routes(self.state.clone(), &self.allowed_origins))
+            .incoming(self.listener)
+            .graceful(signal)
+            .run();
         let deadline = async {
             shutdown.wait().await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;

@@ -131,6 +131,11 @@ impl LogStreamsBuilder {
         self
     }
 
+    pub(crate) fn access_boxed(mut self, check: Box<dyn AccessCheck>) -> Self {
+        self.access = check;
+        self
+    }
+
     pub(crate) fn settings(mut self, sse: SseSettings, limits: Limits) -> Self {
         (self.sse, self.limits) = (sse, limits);
         self

@@ -45,6 +45,18 @@ enum Command {
         #[arg(long, env = "SSE_LOGS_MONGODB_URI")]
         mongodb_uri: Option<String>,
     },
+    /// Print a signed token (HS256, with auth.secret) for auth.mode = "token".
+    Token {
+        /// A log the holder may read: `type:id`, `type:*` or `*` (repeatable).
+        #[arg(long = "logs", value_name = "SCOPE")]
+        logs: Vec<String>,
+        /// A log the holder may append to (repeatable).
+        #[arg(long = "write", value_name = "SCOPE")]
+        write: Vec<String>,
+        /// Seconds until it expires.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
     /// Print a log and follow it until [DONE], resuming after disconnects.
     Tail {
         #[command(flatten)]
@@ -99,6 +111,7 @@ pub fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match command {
             Command::Migrate => migrate(settings).await,
+            Command::Token { logs, write, ttl } => token(&settings, logs, write, ttl),
             _ => serve(settings).await,
         }
     });
@@ -129,7 +142,7 @@ fn run_client(command: Command) -> ExitCode {
                 let client = client::ApiClient::new(&server.server, server.token);
                 tail::run(client, LogKey::new(log.log_type, log.id), from, !no_follow).await
             }
-            Command::Serve | Command::Migrate => unreachable!("handled by main"),
+            Command::Serve | Command::Migrate | Command::Token { .. } => unreachable!("handled by main"),
         }
     });
     match outcome {
@@ -157,6 +170,15 @@ async fn serve(settings: Settings) -> Result<(), String> {
         shutdown.trigger();
     });
     app.run_until_stopped().await;
+    Ok(())
+}
+
+fn token(settings: &Settings, logs: Vec<String>, write: Vec<String>, ttl: u64) -> Result<(), String> {
+    let secret = settings.auth.secret.as_deref().ok_or("auth.secret is not set (SSE_LOGS__AUTH__SECRET)")?;
+    if logs.is_empty() && write.is_empty() {
+        return Err("name at least one --logs or --write scope".into());
+    }
+    println!("{}", crate::auth::mint(secret, logs, write, ttl));
     Ok(())
 }
 

@@ -34,17 +34,23 @@ pub fn snapshot(state: SharedState) -> impl Filter<Extract = (Response,), Error 
     warp::path!("api" / "v1" / "logs" / Segment / Segment)
         .and(warp::get())
         .and(query())
+        .and(headers())
         .and(with_state(state))
         .then(
-            |log_type: Segment, id: Segment, query: Result<Query, ApiError>, state: SharedState| async move {
+            |log_type: Segment,
+             id: Segment,
+             query: Result<Query, ApiError>,
+             headers: HeaderMap,
+             state: SharedState| async move {
                 let answer = async {
                     let query = query?;
+                    let key = LogKey::new(log_type.0, id.0);
+                    authorize(state.access.as_ref(), &headers, query.pairs(), &key, Action::Read).await?;
                     let from = query.count("from")?.unwrap_or(0);
                     let limit = query.count("limit")?.unwrap_or(DEFAULT_LIMIT);
                     if !(1..=MAX_LIMIT).contains(&limit) {
                         return Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_LIMIT}")));
                     }
-                    let key = LogKey::new(log_type.0, id.0);
                     let page = state.store.page(&key, from, limit).await?;
                     let body = Snapshot {
                         log_type: &key.log_type,

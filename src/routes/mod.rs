@@ -8,23 +8,33 @@ mod viewer;
 
 use std::convert::Infallible;
 
-use warp::reply::Response;
+use warp::filters::BoxedFilter;
+use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
 use crate::error::recover;
 use crate::state::SharedState;
 
-/// Every route of the `serve` binary; errors leave as the contract's JSON.
-pub fn routes(state: SharedState) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    log_routes(state.clone())
+/// Every route of the `serve` binary; errors leave as the contract's JSON. With allowed
+/// origins, browsers on those origins may use the API (credentials included); without, only
+/// the same origin.
+pub fn routes(state: SharedState, allowed_origins: &[String]) -> BoxedFilter<(Response,)> {
+    let all = log_routes(state.clone())
         .or(health::healthz())
         .unify()
         .or(health::readyz(state.clone()))
         .unify()
         .or(health::metrics(state))
-        .unify()
-        .recover(recover)
-        .unify()
+        .unify();
+    if allowed_origins.is_empty() {
+        return all.recover(recover).unify().boxed();
+    }
+    let cors = warp::cors()
+        .allow_origins(allowed_origins.iter().map(String::as_str))
+        .allow_credentials(true)
+        .allow_methods(["GET", "POST", "OPTIONS"])
+        .allow_headers(["authorization", "content-type", "last-event-id", "cache-control"]);
+    all.with(cors).map(Reply::into_response).recover(recover).unify().boxed()
 }
 
 /// The routes an embedding app mounts (see [`crate::LogStreams::filter`]).

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bson::{doc, Bson, Document};
@@ -30,6 +31,37 @@ pub fn mongodb_uri() -> String {
     std::env::var("SSE_LOGS_TEST_MONGODB_URI").expect(
         "SSE_LOGS_TEST_MONGODB_URI is not set: run the tests with scripts/test.sh, which starts a MongoDB-compatible server",
     )
+}
+
+/// Everything the service logged (at debug level) in this test process.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUFFER.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || Capture(sink.clone()))
+            .try_init();
+        buffer
+    })
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -62,6 +94,7 @@ async fn spawn_on(
     for (key, value) in overrides {
         env.insert(format!("SSE_LOGS__{key}"), (*value).to_owned());
     }
+    log_buffer();
     let settings = Settings::load_from(env).expect("test settings are valid");
     let shutdown = Shutdown::new();
     let app = Application::build(settings, shutdown.clone()).await.expect("the app builds");

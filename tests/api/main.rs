@@ -2,6 +2,7 @@
 //! TCP (SSE_LOGS_TEST_MONGODB_URI), and a real HTTP client reading the SSE bytes.
 
 mod append;
+mod auth;
 mod cli;
 mod concurrency;
 mod embed;

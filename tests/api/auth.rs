@@ -1,0 +1,252 @@
+//! Access control: tokens from every source, forward auth against a real HTTP server, CORS,
+//! the refusal to serve a public address unprotected, and no secret in the logs.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::Value;
+use sse_logs::auth::Claims;
+use sse_logs::Settings;
+use warp::Filter;
+
+use crate::helpers::{captured_logs, spawn_app_with, TestApp};
+
+const SECRET: &str = "a-test-secret-of-some-length";
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn token(logs: &[&str], write: &[&str], exp: u64, nbf: Option<u64>, secret: &str) -> String {
+    let claims = Claims {
+        exp,
+        nbf,
+        logs: logs.iter().map(|s| s.to_string()).collect(),
+        write: write.iter().map(|s| s.to_string()).collect(),
+    };
+    jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+}
+
+fn reader(logs: &[&str]) -> String {
+    token(logs, &[], now() + 600, None, SECRET)
+}
+
+async fn token_app() -> TestApp {
+    spawn_app_with(&[("AUTH__MODE", "token"), ("AUTH__SECRET", SECRET)]).await
+}
+
+async fn status_and_code(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (status, body["error"]["code"].as_str().unwrap_or("").to_owned())
+}
+
+#[tokio::test]
+async fn without_credentials_reads_are_401_with_www_authenticate() {
+    let app = token_app().await;
+    for url in [
+        app.stream_url("deploy", "1", ""),
+        app.url("/api/v1/logs/deploy/1"),
+        app.url("/api/v1/sse/logs/?type=deploy&id=1"),
+    ] {
+        let response = app.http.get(&url).send().await.unwrap();
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        assert_eq!(status_and_code(response).await, (401, "unauthorized".into()), "{url}");
+    }
+}
+
+#[tokio::test]
+async fn bad_signatures_expired_and_not_yet_valid_tokens_are_401() {
+    let app = token_app().await;
+    let url = app.url("/api/v1/logs/deploy/1");
+    for bad in [
+        token(&["*"], &[], now() + 600, None, "another-secret-entirely"),
+        token(&["*"], &[], now() - 120, None, SECRET),
+        token(&["*"], &[], now() + 600, Some(now() + 300), SECRET),
+        "not.a.token".to_owned(),
+    ] {
+        let response = app.http.get(&url).bearer_auth(&bad).send().await.unwrap();
+        assert_eq!(status_and_code(response).await, (401, "unauthorized".into()));
+    }
+}
+
+#[tokio::test]
+async fn a_token_for_another_log_is_403_and_a_wildcard_scope_allows() {
+    let app = token_app().await;
+    let url = app.url("/api/v1/logs/deploy/1");
+    let other = app.http.get(&url).bearer_auth(reader(&["deploy:2", "build:*"])).send().await.unwrap();
+    assert_eq!(status_and_code(other).await, (403, "forbidden".into()));
+    let wildcard = app.http.get(&url).bearer_auth(reader(&["deploy:*"])).send().await.unwrap();
+    assert_eq!(wildcard.status(), 200);
+    let exact = app.http.get(&url).bearer_auth(reader(&["deploy:1"])).send().await.unwrap();
+    assert_eq!(exact.status(), 200);
+}
+
+#[tokio::test]
+async fn the_token_is_taken_from_a_cookie_the_authorization_header_or_the_query() {
+    let app = token_app().await;
+    app.write("deploy", 1_i64, &["secret line", "[DONE]"]).await;
+    let token = reader(&["deploy:1"]);
+    let requests = [
+        app.http
+            .get(app.stream_url("deploy", "1", ""))
+            .header("cookie", format!("theme=dark; sse_logs_token={token}")),
+        app.http.get(app.stream_url("deploy", "1", "")).bearer_auth(&token),
+        app.http.get(app.stream_url("deploy", "1", &format!("access_token={token}"))),
+    ];
+    for request in requests {
+        let mut client = app.get_stream_with(request).await;
+        assert_eq!(client.next_event().await.data, "secret line");
+    }
+}
+
+#[tokio::test]
+async fn appending_needs_a_write_scope() {
+    let app = token_app().await;
+    let url = app.url("/api/v1/logs/deploy/1");
+    let read_only = app.http.post(&url).bearer_auth(reader(&["*"])).body("x").send().await.unwrap();
+    assert_eq!(status_and_code(read_only).await, (403, "forbidden".into()));
+    let anonymous = app.http.post(&url).body("x").send().await.unwrap();
+    assert_eq!(status_and_code(anonymous).await, (401, "unauthorized".into()));
+    let writer = token(&[], &["deploy:1"], now() + 600, None, SECRET);
+    let allowed = app.http.post(&url).bearer_auth(writer).body("x").send().await.unwrap();
+    assert_eq!(allowed.status(), 201);
+}
+
+#[tokio::test]
+async fn no_token_or_secret_appears_in_the_process_logs() {
+    let app = token_app().await;
+    let good = reader(&["deploy:1"]);
+    let expired = token(&["*"], &[], now() - 120, None, SECRET);
+    for t in [&good, &expired] {
+        let _ =
+            app.http.get(app.stream_url("deploy", "1", &format!("access_token={t}"))).send().await.unwrap();
+        let _ = app.http.get(app.url("/api/v1/logs/deploy/1")).bearer_auth(t).send().await.unwrap();
+        let _ = app
+            .http
+            .get(app.url("/api/v1/logs/deploy/1"))
+            .header("cookie", format!("sse_logs_token={t}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let logs = captured_logs();
+    assert!(!logs.is_empty(), "log capture works");
+    for secret in [good.as_str(), expired.as_str(), SECRET] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+    }
+}
+
+/// A stand-in for the host app's auth endpoint: session=good may read, session=other may not.
+async fn spawn_auth_service(calls: Arc<AtomicUsize>) -> String {
+    let route = warp::path!("auth")
+        .and(warp::header::optional::<String>("cookie"))
+        .and(warp::query::<HashMap<String, String>>())
+        .then(move |cookie: Option<String>, query: HashMap<String, String>| {
+            let calls = calls.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let status = match (cookie.as_deref(), query.get("action").map(String::as_str)) {
+                    (Some("session=slow"), _) => {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        200
+                    }
+                    (Some("session=good"), Some("read")) => 200,
+                    (Some("session=good"), _) | (Some("session=other"), _) => 403,
+                    (Some("session=broken"), _) => 500,
+                    _ => 401,
+                };
+                warp::reply::with_status("", warp::http::StatusCode::from_u16(status).unwrap())
+            }
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/auth", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    url
+}
+
+#[tokio::test]
+async fn forward_auth_allows_denies_and_never_allows_on_error() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let url = spawn_auth_service(calls.clone()).await;
+    let app = spawn_app_with(&[
+        ("AUTH__MODE", "forward"),
+        ("AUTH__FORWARD_URL", &url),
+        ("AUTH__FORWARD_TIMEOUT_MS", "300"),
+        ("AUTH__FORWARD_CACHE_SECS", "30"),
+    ])
+    .await;
+    let snapshot = app.url("/api/v1/logs/deploy/1");
+    let get = |cookie: &str| app.http.get(&snapshot).header("cookie", cookie.to_owned()).send();
+
+    assert_eq!(get("session=good").await.unwrap().status(), 200);
+    assert_eq!(get("session=good").await.unwrap().status(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the second answer came from the cache");
+    assert_eq!(status_and_code(get("session=other").await.unwrap()).await, (403, "forbidden".into()));
+    assert_eq!(status_and_code(get("nothing=here").await.unwrap()).await, (401, "unauthorized".into()));
+    assert_eq!(status_and_code(get("session=slow").await.unwrap()).await, (503, "access_unavailable".into()));
+    assert_eq!(
+        status_and_code(get("session=broken").await.unwrap()).await,
+        (503, "access_unavailable".into())
+    );
+    let append = app.http.post(&snapshot).header("cookie", "session=good").body("x").send().await.unwrap();
+    assert_eq!(append.status(), 403, "appending asks with action=write");
+}
+
+#[tokio::test]
+async fn forward_auth_with_the_auth_service_down_is_503() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let url = format!("http://{closed}/auth");
+    let app = spawn_app_with(&[("AUTH__MODE", "forward"), ("AUTH__FORWARD_URL", &url)]).await;
+    let response = app
+        .http
+        .get(app.stream_url("deploy", "1", ""))
+        .header("cookie", "session=good")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(status_and_code(response).await, (503, "access_unavailable".into()));
+}
+
+#[tokio::test]
+async fn cors_answers_preflights_for_allowed_origins_and_refuses_others() {
+    let app =
+        spawn_app_with(&[("CORS__ALLOWED_ORIGINS", "https://ci.example.com,https://other.example.com")])
+            .await;
+    let url = app.url("/api/v1/logs/deploy/1");
+    let preflight = app
+        .http
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://ci.example.com")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "last-event-id")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 200);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "https://ci.example.com");
+    assert_eq!(preflight.headers()["access-control-allow-credentials"], "true");
+
+    let allowed = app.http.get(&url).header("origin", "https://ci.example.com").send().await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://ci.example.com");
+    let refused = app.http.get(&url).header("origin", "https://evil.example.com").send().await.unwrap();
+    assert_eq!(status_and_code(refused).await, (403, "forbidden".into()));
+}
+
+#[test]
+fn a_public_address_without_an_explicit_auth_mode_refuses_to_start() {
+    let env = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let err = Settings::load_from(env(&[("SSE_LOGS__HTTP__BIND", "0.0.0.0:8080")])).unwrap_err();
+    assert!(err.to_string().contains("auth.mode"), "{err}");
+    Settings::load_from(env(&[("SSE_LOGS__HTTP__BIND", "0.0.0.0:8080"), ("SSE_LOGS__AUTH__MODE", "none")]))
+        .expect("an explicit none is allowed");
+    let err = Settings::load_from(env(&[("SSE_LOGS__AUTH__MODE", "token")])).unwrap_err();
+    assert!(err.to_string().contains("auth.secret"), "{err}");
+    let err = Settings::load_from(env(&[("SSE_LOGS__CORS__ALLOWED_ORIGINS", "*")])).unwrap_err();
+    assert!(err.to_string().contains("cors.allowed_origins"), "{err}");
+}
