@@ -9,6 +9,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/test-mongodb.sh
 
+# Real peers the tests use: nginx (a stock proxy_pass) and docker-compose (to validate the file).
+missing=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+export PATH="$PATH:/usr/sbin"
+docker-compose -f docker-compose.yml config -q
+
 trap stop_test_mongodb EXIT
 SSE_LOGS_TEST_MONGODB_BIN="$(find_test_mongodb)"
 export SSE_LOGS_TEST_MONGODB_BIN
@@ -25,3 +36,5 @@ cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
 cargo test --locked "$@"
+# The viewer in real headless Chromium (installs Debian's chromium on first use).
+scripts/browser-test.sh

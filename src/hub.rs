@@ -119,6 +119,11 @@ impl Hub {
         self.lock().subscribers.values().map(Vec::len).sum()
     }
 
+    /// How many logs have at least one subscriber.
+    pub fn log_count(&self) -> usize {
+        self.lock().subscribers.len()
+    }
+
     fn dispatch(&self, key: &LogKey, event: Event) {
         let mut state = self.lock();
         let Some(list) = state.subscribers.get_mut(key) else {
@@ -128,7 +133,7 @@ impl Hub {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 // Dropping the sender closes the queue: the subscriber drains it, then catches up.
-                self.shared.metrics.slow_client_catch_ups.fetch_add(1, Ordering::Relaxed);
+                self.shared.metrics.slow_client_catch_ups.inc();
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -152,7 +157,7 @@ impl Hub {
     fn resync_all(&self) {
         let mut state = self.lock();
         if !state.subscribers.is_empty() {
-            self.shared.metrics.resyncs.fetch_add(1, Ordering::Relaxed);
+            self.shared.metrics.resyncs.inc();
         }
         state.subscribers.clear();
     }
@@ -191,7 +196,7 @@ impl Hub {
                 self.resync_all();
                 self.mark_caught_up(SystemTime::now());
             }
-            self.shared.metrics.change_stream_starts.fetch_add(1, Ordering::Relaxed);
+            self.shared.metrics.change_stream_starts.inc();
             self.set_live(true);
             backoff = BACKOFF_MIN;
             tracing::info!(resumed = token.is_some(), "change stream running");
@@ -243,9 +248,10 @@ impl Hub {
                 let Some(document) = event.full_document else {
                     return true;
                 };
-                if let (Some(key), Some(line)) =
+                if let (Some(key), Some(mut line)) =
                     (LogKey::of_document(&document), LogLine::from_document(&document))
                 {
+                    line.inserted_at = event.wall_time.map(SystemTime::from);
                     self.dispatch(&key, Arc::new(line));
                 }
                 true

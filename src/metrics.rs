@@ -1,84 +1,164 @@
-//! Process counters, rendered in the Prometheus text format for `GET /metrics`.
+//! Process metrics for `GET /metrics`, kept in a `prometheus` registry of the process's own.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
-#[derive(Debug, Default)]
+/// The stream routes, the label of the per-route metrics.
+pub const ROUTES: [&str; 2] = ["seed", "stream"];
+
+/// Every metric the service exports.
+#[derive(Debug)]
 pub struct Metrics {
-    pub streams_opened: AtomicU64,
-    pub streams_open: AtomicU64,
-    pub lines_sent: AtomicU64,
-    pub backlog_lines_read: AtomicU64,
-    pub change_stream_starts: AtomicU64,
-    pub resyncs: AtomicU64,
-    pub slow_client_catch_ups: AtomicU64,
-    pub mongodb_connections: AtomicU64,
-    pub mongodb_pool_size: AtomicU64,
+    registry: Registry,
+    streams_open: IntGaugeVec,
+    streams_opened: IntCounterVec,
+    /// Log lines sent to clients.
+    pub lines_sent: IntCounter,
+    /// Log lines read from MongoDB by backlog and catch-up cursors.
+    pub backlog_lines_read: IntCounter,
+    /// Change stream (re)starts.
+    pub change_stream_starts: IntCounter,
+    /// Times every subscriber had to resync from MongoDB.
+    pub resyncs: IntCounter,
+    /// Subscribers dropped for a full queue, then caught up from MongoDB.
+    pub slow_client_catch_ups: IntCounter,
+    /// HTTP responses by status code.
+    pub http_responses: IntCounterVec,
+    /// Seconds from a line's insert (the change event's wall time) to its write to a client.
+    pub insert_to_send: Histogram,
+    /// Connections in the driver's pool.
+    pub mongodb_connections: IntGauge,
+    /// Most connections the driver's pool may hold.
+    pub mongodb_pool_size: IntGauge,
+    hub_subscribers: IntGauge,
+    hub_logs: IntGauge,
+    hub_live: IntGauge,
+    resident_memory: IntGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
-    /// The exposition text; `subscribers` comes from the hub at scrape time.
-    pub fn render(&self, subscribers: usize, hub_live: bool) -> String {
-        let mut out = String::new();
-        let mut put = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    /// A fresh registry with every metric at zero.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
         };
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        put(
-            "sse_logs_streams_opened_total",
-            "counter",
-            "Streams opened since start.",
-            get(&self.streams_opened),
-        );
-        put("sse_logs_streams_open", "gauge", "Streams open now.", get(&self.streams_open));
-        put(
-            "sse_logs_hub_subscribers",
-            "gauge",
-            "Streams subscribed to the change stream hub.",
-            subscribers as u64,
-        );
-        put("sse_logs_hub_live", "gauge", "1 while the change stream is running.", u64::from(hub_live));
-        put("sse_logs_lines_sent_total", "counter", "Log lines sent to clients.", get(&self.lines_sent));
-        put(
-            "sse_logs_backlog_lines_read_total",
-            "counter",
-            "Log lines read from MongoDB by backlog cursors.",
-            get(&self.backlog_lines_read),
-        );
-        put(
-            "sse_logs_change_stream_starts_total",
-            "counter",
-            "Change stream (re)starts.",
-            get(&self.change_stream_starts),
-        );
-        put(
-            "sse_logs_resyncs_total",
-            "counter",
-            "Times every subscriber had to resync from MongoDB.",
-            get(&self.resyncs),
-        );
-        put(
-            "sse_logs_slow_client_catch_ups_total",
-            "counter",
-            "Subscribers dropped for a full queue, then caught up from MongoDB.",
-            get(&self.slow_client_catch_ups),
-        );
-        put(
-            "sse_logs_mongodb_connections",
-            "gauge",
-            "Connections the MongoDB driver holds in its pool.",
-            get(&self.mongodb_connections),
-        );
-        put(
-            "sse_logs_mongodb_pool_size",
-            "gauge",
-            "Most connections the MongoDB driver pool may hold.",
-            get(&self.mongodb_pool_size),
-        );
-        if let Some(rss) = resident_memory_bytes() {
-            put("sse_logs_process_resident_memory_bytes", "gauge", "Resident memory of the process.", rss);
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let streams_open =
+            IntGaugeVec::new(Opts::new("sse_logs_streams_open", "Streams open now."), &["route"])
+                .expect("valid metric");
+        let streams_opened = IntCounterVec::new(
+            Opts::new("sse_logs_streams_opened_total", "Streams opened since start."),
+            &["route"],
+        )
+        .expect("valid metric");
+        let http_responses = IntCounterVec::new(
+            Opts::new("sse_logs_http_responses_total", "HTTP responses by status."),
+            &["status"],
+        )
+        .expect("valid metric");
+        let buckets = vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+        let insert_to_send = Histogram::with_opts(
+            HistogramOpts::new(
+                "sse_logs_insert_to_send_seconds",
+                "From a line's insert (change event wall time) to its write to a client.",
+            )
+            .buckets(buckets),
+        )
+        .expect("valid metric");
+        for metric in [
+            Box::new(streams_open.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(streams_opened.clone()),
+            Box::new(http_responses.clone()),
+            Box::new(insert_to_send.clone()),
+        ] {
+            registry.register(metric).expect("unique metric");
         }
-        out
+        for route in ROUTES {
+            streams_open.with_label_values(&[route]);
+            streams_opened.with_label_values(&[route]);
+        }
+        Self {
+            lines_sent: counter("sse_logs_lines_sent_total", "Log lines sent to clients."),
+            backlog_lines_read: counter(
+                "sse_logs_backlog_lines_read_total",
+                "Log lines read by backlog cursors.",
+            ),
+            change_stream_starts: counter("sse_logs_change_stream_starts_total", "Change stream (re)starts."),
+            resyncs: counter("sse_logs_resyncs_total", "Times every subscriber resynced from MongoDB."),
+            slow_client_catch_ups: counter(
+                "sse_logs_slow_client_catch_ups_total",
+                "Subscribers dropped for a full queue, then caught up from MongoDB.",
+            ),
+            mongodb_connections: gauge("sse_logs_mongodb_connections", "Connections in the driver's pool."),
+            mongodb_pool_size: gauge(
+                "sse_logs_mongodb_pool_size",
+                "Most connections the driver's pool may hold.",
+            ),
+            hub_subscribers: gauge(
+                "sse_logs_hub_subscribers",
+                "Streams subscribed to the change stream hub.",
+            ),
+            hub_logs: gauge("sse_logs_hub_logs", "Logs with at least one subscriber."),
+            hub_live: gauge("sse_logs_hub_live", "1 while the change stream is running."),
+            resident_memory: gauge(
+                "sse_logs_process_resident_memory_bytes",
+                "Resident memory of the process.",
+            ),
+            streams_open,
+            streams_opened,
+            http_responses,
+            insert_to_send,
+            registry,
+        }
+    }
+
+    /// A stream of `route` opened.
+    pub fn stream_opened(&self, route: &str) {
+        self.streams_opened.with_label_values(&[route]).inc();
+        self.streams_open.with_label_values(&[route]).inc();
+    }
+
+    /// A stream of `route` ended.
+    pub fn stream_closed(&self, route: &str) {
+        self.streams_open.with_label_values(&[route]).dec();
+    }
+
+    /// Streams open now, over every route.
+    pub fn open_streams(&self) -> i64 {
+        ROUTES.iter().map(|r| self.streams_open.with_label_values(&[r]).get()).sum()
+    }
+
+    /// Streams opened since start, over every route.
+    pub fn streams_opened_total(&self) -> u64 {
+        ROUTES.iter().map(|r| self.streams_opened.with_label_values(&[r]).get()).sum()
+    }
+
+    /// The exposition text; hub figures are sampled at scrape time.
+    pub fn render(&self, subscribers: usize, logs: usize, hub_live: bool) -> String {
+        self.hub_subscribers.set(i64::try_from(subscribers).unwrap_or(i64::MAX));
+        self.hub_logs.set(i64::try_from(logs).unwrap_or(i64::MAX));
+        self.hub_live.set(i64::from(hub_live));
+        if let Some(rss) = resident_memory_bytes() {
+            self.resident_memory.set(i64::try_from(rss).unwrap_or(i64::MAX));
+        }
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
     }
 }
 

@@ -8,13 +8,13 @@
 //! this subscriber (slow client, change stream lost): then the backlog is `_id > last sent`.
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use bson::oid::ObjectId;
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tracing::Instrument;
 
 use crate::hub::{Event, Subscription};
 use crate::key::LogKey;
@@ -35,6 +35,8 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// What a client asked for.
 #[derive(Debug, Clone)]
 pub struct StreamRequest {
+    /// Which route opened it (a metrics label).
+    pub route: &'static str,
     pub key: LogKey,
     /// How many lines the client already has.
     pub from: u64,
@@ -67,7 +69,9 @@ pub fn start(
     permit: OwnedSemaphorePermit,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + Sync + 'static {
     let (out, mut body) = mpsc::channel(OUTPUT_CHUNKS);
+    let span = tracing::info_span!("stream", log_type = %request.key.log_type, id = %request.key.id, from = request.from);
     let session = Session {
+        route: request.route,
         state,
         key: request.key,
         from: request.from,
@@ -77,14 +81,18 @@ pub fn start(
         seen: HashSet::new(),
         out,
     };
-    tokio::spawn(async move {
-        let _permit = permit;
-        session.run().await;
-    });
+    tokio::spawn(
+        async move {
+            let _permit = permit;
+            session.run().await;
+        }
+        .instrument(span),
+    );
     futures_util::stream::poll_fn(move |cx| body.poll_recv(cx).map(|chunk| chunk.map(Ok)))
 }
 
 struct Session {
+    route: &'static str,
     state: SharedState,
     key: LogKey,
     from: u64,
@@ -101,15 +109,14 @@ struct Session {
 impl Session {
     async fn run(mut self) {
         let metrics = self.state.metrics.clone();
-        metrics.streams_opened.fetch_add(1, Ordering::Relaxed);
-        metrics.streams_open.fetch_add(1, Ordering::Relaxed);
+        metrics.stream_opened(self.route);
         let retry = sse::retry(self.state.sse.retry_ms);
         let end = match self.send(retry).await {
             Ok(()) => self.serve().await,
             Err(end) => end,
         };
         tracing::debug!(log_type = %self.key.log_type, id = %self.key.id, position = self.pos, ?end, "stream ended");
-        metrics.streams_open.fetch_sub(1, Ordering::Relaxed);
+        metrics.stream_closed(self.route);
     }
 
     async fn serve(&mut self) -> Break {
@@ -179,7 +186,7 @@ impl Session {
         };
         let mut buf = BytesMut::new();
         while let Some(document) = self.guard(next_line(&mut cursor)).await?? {
-            self.state.metrics.backlog_lines_read.fetch_add(1, Ordering::Relaxed);
+            self.state.metrics.backlog_lines_read.inc();
             let Some(line) = document else {
                 self.pos += 1;
                 continue;
@@ -237,6 +244,9 @@ impl Session {
         if self.seen.remove(&event.oid) {
             return false;
         }
+        if let Some(delay) = event.inserted_at.and_then(|at| at.elapsed().ok()) {
+            self.state.metrics.insert_to_send.observe(delay.as_secs_f64());
+        }
         self.consume(event, buf)
     }
 
@@ -252,7 +262,7 @@ impl Session {
             return true;
         }
         self.format.line(buf, self.pos, &line.text);
-        self.state.metrics.lines_sent.fetch_add(1, Ordering::Relaxed);
+        self.state.metrics.lines_sent.inc();
         false
     }
 

@@ -3,7 +3,6 @@
 //! Backlogs are read with one batched cursor sorted by `_id` (served by the
 //! `{type, id, _id}` index of migration 0001), never one query per line.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +29,8 @@ const DEFAULT_POOL_SIZE: u32 = 10;
 pub struct LogLine {
     pub oid: ObjectId,
     pub text: String,
+    /// When MongoDB committed it, for lines that came from the change stream.
+    pub inserted_at: Option<SystemTime>,
 }
 
 impl LogLine {
@@ -49,7 +50,7 @@ impl LogLine {
             Some(other) => other.to_string(),
             None => String::new(),
         };
-        Some(Self { oid, text })
+        Some(Self { oid, text, inserted_at: None })
     }
 }
 
@@ -75,16 +76,14 @@ impl Store {
     pub async fn connect(settings: &MongoSettings, metrics: Arc<Metrics>) -> mongodb::error::Result<Self> {
         let mut options = ClientOptions::parse(&settings.uri).await?;
         options.app_name.get_or_insert_with(|| "sse-logs".to_owned());
-        metrics
-            .mongodb_pool_size
-            .store(options.max_pool_size.unwrap_or(DEFAULT_POOL_SIZE).into(), Ordering::Relaxed);
+        metrics.mongodb_pool_size.set(options.max_pool_size.unwrap_or(DEFAULT_POOL_SIZE).into());
         // Counted from the driver's own events: the proof that viewers do not cost connections.
         options.cmap_event_handler = Some(EventHandler::callback(move |event| match event {
             CmapEvent::ConnectionCreated(_) => {
-                metrics.mongodb_connections.fetch_add(1, Ordering::Relaxed);
+                metrics.mongodb_connections.inc();
             }
             CmapEvent::ConnectionClosed(_) => {
-                metrics.mongodb_connections.fetch_sub(1, Ordering::Relaxed);
+                metrics.mongodb_connections.dec();
             }
             _ => {}
         }));

@@ -30,7 +30,8 @@ pub fn readyz(state: SharedState) -> impl Filter<Extract = (Response,), Error = 
 /// GET /metrics: Prometheus text format.
 pub fn metrics(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("metrics").and(warp::get()).and(with_state(state)).map(|state: SharedState| {
-        let text = state.metrics.render(state.hub.subscriber_count(), state.hub.is_live());
+        let text =
+            state.metrics.render(state.hub.subscriber_count(), state.hub.log_count(), state.hub.is_live());
         warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4").into_response()
     })
 }

@@ -24,17 +24,27 @@ pub fn routes(state: SharedState, allowed_origins: &[String]) -> BoxedFilter<(Re
         .unify()
         .or(health::readyz(state.clone()))
         .unify()
-        .or(health::metrics(state))
+        .or(health::metrics(state.clone()))
         .unify();
+    let metrics = state.metrics.clone();
+    let count = warp::log::custom(move |info| {
+        metrics.http_responses.with_label_values(&[info.status().as_str()]).inc()
+    });
     if allowed_origins.is_empty() {
-        return all.recover(recover).unify().boxed();
+        return all.recover(recover).unify().with(count).map(Reply::into_response).boxed();
     }
     let cors = warp::cors()
         .allow_origins(allowed_origins.iter().map(String::as_str))
         .allow_credentials(true)
         .allow_methods(["GET", "POST", "OPTIONS"])
         .allow_headers(["authorization", "content-type", "last-event-id", "cache-control"]);
-    all.with(cors).map(Reply::into_response).recover(recover).unify().boxed()
+    all.with(cors)
+        .map(Reply::into_response)
+        .recover(recover)
+        .unify()
+        .with(count)
+        .map(Reply::into_response)
+        .boxed()
 }
 
 /// The routes an embedding app mounts (see [`crate::LogStreams::filter`]).

@@ -33,7 +33,7 @@ pub fn seed_stream(
                 let query = query?;
                 let key = LogKey::new(query.required("type")?, query.required("id")?);
                 let from = query.count("num")?.unwrap_or(0);
-                open(state, key, from, Format::Text, &query, &headers).await
+                open(state, "seed", key, from, Format::Text, &query, &headers).await
             };
             respond(opened.await)
         })
@@ -60,7 +60,7 @@ pub fn log_stream(state: SharedState) -> impl Filter<Extract = (Response,), Erro
                         Some("json") => Format::Json,
                         Some(_) => return Err(ApiError::invalid("format", "must be `text` or `json`")),
                     };
-                    open(state, LogKey::new(log_type.0, id.0), from, format, &query, &headers).await
+                    open(state, "stream", LogKey::new(log_type.0, id.0), from, format, &query, &headers).await
                 };
                 respond(opened.await)
             },
@@ -69,6 +69,7 @@ pub fn log_stream(state: SharedState) -> impl Filter<Extract = (Response,), Erro
 
 async fn open(
     state: SharedState,
+    route: &'static str,
     key: LogKey,
     from: u64,
     format: Format,
@@ -87,7 +88,7 @@ async fn open(
         return Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response());
     }
     tracing::debug!(log_type = %key.log_type, id = %key.id, from, "stream opened");
-    let body = session::start(state, StreamRequest { key, from, format }, permit);
+    let body = session::start(state, StreamRequest { route, key, from, format }, permit);
     let mut response = warp::reply::stream(body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

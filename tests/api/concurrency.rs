@@ -74,8 +74,8 @@ async fn a_thousand_streams_on_one_log_all_get_every_line_within_the_connection_
         tokio::time::timeout(PATIENCE * 3, reader).await.expect("reader finishes").unwrap();
     }
     let metrics = &app.state.metrics;
-    let connections = metrics.mongodb_connections.load(Ordering::Relaxed);
-    let pool = metrics.mongodb_pool_size.load(Ordering::Relaxed);
+    let connections = metrics.mongodb_connections.get();
+    let pool = metrics.mongodb_pool_size.get();
     assert!(connections <= pool, "{connections} MongoDB connections for {STREAMS} streams; pool is {pool}");
     assert!(connections >= 1, "the driver's connection count is observed");
 }

@@ -1,7 +1,6 @@
 //! Every line exactly once, in order, when things go wrong: MongoDB restarts or is unreachable,
 //! the collection is dropped, clients are slow or leave, the service shuts down, lines are huge.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,7 +86,7 @@ async fn a_dropped_collection_makes_subscribers_resync_and_carry_on() {
     let rest: Vec<(String, String)> =
         client.collect_to_end().await.into_iter().map(|e| (e.id, e.data)).collect();
     assert_eq!(rest, [("3".into(), "line 3".into()), ("4".into(), "[DONE]".into())]);
-    assert!(app.state.metrics.resyncs.load(Ordering::Relaxed) >= 1, "the resync path ran");
+    assert!(app.state.metrics.resyncs.get() >= 1, "the resync path ran");
 }
 
 #[tokio::test]
@@ -147,7 +146,7 @@ async fn a_slow_client_catches_up_from_mongodb_and_never_delays_a_fast_one() {
     app.write("deploy", 1_i64, &["[DONE]"]).await;
     tokio::time::timeout(PATIENCE * 3, fast_reader).await.expect("the fast client is not held up").unwrap();
     assert!(
-        app.state.metrics.slow_client_catch_ups.load(Ordering::Relaxed) >= 1,
+        app.state.metrics.slow_client_catch_ups.get() >= 1,
         "the slow client overflowed its queue and was dropped from the hub"
     );
 
@@ -177,11 +176,11 @@ async fn ten_thousand_connects_and_disconnects_leave_no_subscriber_and_flat_memo
         }
     }
     let deadline = Instant::now() + PATIENCE;
-    while app.state.hub.subscriber_count() > 0 || app.state.metrics.streams_open.load(Ordering::Relaxed) > 0 {
+    while app.state.hub.subscriber_count() > 0 || app.state.metrics.open_streams() > 0 {
         assert!(Instant::now() < deadline, "subscriptions leaked: {}", app.state.hub.subscriber_count());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(app.state.metrics.streams_opened.load(Ordering::Relaxed), CYCLES as u64);
+    assert_eq!(app.state.metrics.streams_opened_total(), CYCLES as u64);
     let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("sse_logs_hub_subscribers 0"), "{metrics}");
     let rss = sse_logs::metrics::resident_memory_bytes().unwrap();

@@ -10,6 +10,8 @@ mod errors;
 mod faults;
 mod helpers;
 mod mongo_server;
+mod nginx;
+mod operate;
 mod shutdown;
 mod snapshot;
 mod stream;
