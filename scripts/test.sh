@@ -35,6 +35,8 @@ bash -n scripts/*.sh scripts/lib/*.sh
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
+# The first README command, end to end: service, its own test MongoDB and the demo producer.
+scripts/demo.sh --check
 cargo test --locked "$@"
 # The viewer in real headless Chromium (installs Debian's chromium on first use).
 scripts/browser-test.sh
