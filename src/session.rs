@@ -20,7 +20,7 @@ use crate::hub::{Event, Subscription};
 use crate::key::LogKey;
 use crate::sse::{self, Format};
 use crate::state::SharedState;
-use crate::store::{next_line, LogLine};
+use crate::store::LogLine;
 
 /// How far before the hub's horizon a backlog `_id` is remembered for de-duplication. Covers
 /// clock skew between writers and this process, and change-stream latency.
@@ -185,7 +185,7 @@ impl Session {
             }
         };
         let mut buf = BytesMut::new();
-        while let Some(document) = self.guard(next_line(&mut cursor)).await?? {
+        while let Some(document) = self.guard(store.next_line(&mut cursor)).await?? {
             self.state.metrics.backlog_lines_read.inc();
             let Some(line) = document else {
                 self.pos += 1;

@@ -3,6 +3,7 @@
 //! Backlogs are read with one batched cursor sorted by `_id` (served by the
 //! `{type, id, _id}` index of migration 0001), never one query per line.
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,6 +14,7 @@ use mongodb::event::cmap::CmapEvent;
 use mongodb::event::EventHandler;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Cursor, Database};
+use tokio::sync::Semaphore;
 
 use crate::config::MongoSettings;
 use crate::key::LogKey;
@@ -68,6 +70,9 @@ pub struct Store {
     client: Client,
     database: Database,
     collection: Collection<Document>,
+    /// Limits the queries in flight to fewer than the pool's connections, so that thousands of
+    /// streams opening at once never starve the change stream of a connection.
+    gate: Arc<Semaphore>,
 }
 
 impl Store {
@@ -89,15 +94,29 @@ impl Store {
         }));
         // A request should fail fast with 503 rather than hang for the driver's default 30 s.
         options.server_selection_timeout.get_or_insert(Duration::from_secs(5));
+        let pool = options.max_pool_size.unwrap_or(DEFAULT_POOL_SIZE);
         let client = Client::with_options(options)?;
-        Ok(Self::from_collection(client.database(&settings.database).collection(&settings.collection)))
+        let collection = client.database(&settings.database).collection(&settings.collection);
+        Ok(Self::with_pool(collection, pool))
     }
 
-    /// Uses a collection the caller already has (an embedding app's own client and pool).
+    /// Uses a collection the caller already has (an embedding app's own client and pool, assumed
+    /// to have the driver's default size).
     pub fn from_collection(collection: Collection<Document>) -> Self {
+        Self::with_pool(collection, DEFAULT_POOL_SIZE)
+    }
+
+    fn with_pool(collection: Collection<Document>, pool: u32) -> Self {
         let client = collection.client().clone();
         let database = client.database(&collection.namespace().db);
-        Self { client, database, collection }
+        let queries = usize::try_from(pool.saturating_sub(2).max(1)).unwrap_or(1);
+        Self { client, database, collection, gate: Arc::new(Semaphore::new(queries)) }
+    }
+
+    /// Runs one driver call once a query slot is free.
+    async fn gated<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        let _slot = self.gate.acquire().await.expect("the gate is never closed");
+        call.await
     }
 
     pub fn client(&self) -> &Client {
@@ -114,13 +133,14 @@ impl Store {
 
     /// Lines of the log from position `skip + 1` on, in `_id` order.
     pub async fn lines_from(&self, key: &LogKey, skip: u64) -> mongodb::error::Result<Cursor<Document>> {
-        self.collection
+        let find = self
+            .collection
             .find(key.filter())
             .sort(doc! { "_id": 1 })
             .skip(skip)
             .projection(doc! { "_id": 1, "log": 1 })
-            .batch_size(BATCH_SIZE)
-            .await
+            .batch_size(BATCH_SIZE);
+        self.gated(find.into_future()).await
     }
 
     /// Lines of the log whose `_id` is greater than `after`: how a subscriber catches up.
@@ -141,7 +161,7 @@ impl Store {
         let bound = oid_at(since);
         let mut before = key.filter();
         before.insert("_id", doc! { "$lt": bound });
-        let count = self.collection.count_documents(before).await?;
+        let count = self.gated(self.collection.count_documents(before).into_future()).await?;
         Ok((count, self.lines_by_id(key, doc! { "$gte": bound }).await?))
     }
 
@@ -152,12 +172,13 @@ impl Store {
     ) -> mongodb::error::Result<Cursor<Document>> {
         let mut filter = key.filter();
         filter.insert("_id", condition);
-        self.collection
+        let find = self
+            .collection
             .find(filter)
             .sort(doc! { "_id": 1 })
             .projection(doc! { "_id": 1, "log": 1 })
-            .batch_size(BATCH_SIZE)
-            .await
+            .batch_size(BATCH_SIZE);
+        self.gated(find.into_future()).await
     }
 
     /// The line number of the `[DONE]` document, if the log has ended. A log has ended when its
@@ -167,8 +188,8 @@ impl Store {
             .collection
             .find_one(key.filter())
             .sort(doc! { "_id": -1 })
-            .projection(doc! { "_id": 1, "log": 1 })
-            .await?;
+            .projection(doc! { "_id": 1, "log": 1 });
+        let last = self.gated(last.into_future()).await?;
         match last.as_ref().and_then(LogLine::from_document) {
             Some(line) if line.is_done() => Ok(Some(self.count(key).await?)),
             _ => Ok(None),
@@ -177,22 +198,22 @@ impl Store {
 
     /// How many documents (line positions) the log has.
     pub async fn count(&self, key: &LogKey) -> mongodb::error::Result<u64> {
-        self.collection.count_documents(key.filter()).await
+        self.gated(self.collection.count_documents(key.filter()).into_future()).await
     }
 
     /// Up to `limit` positions of the log after `from`, stopping at `[DONE]`.
     pub async fn page(&self, key: &LogKey, from: u64, limit: u64) -> mongodb::error::Result<Page> {
-        let mut cursor = self
+        let find = self
             .collection
             .find(key.filter())
             .sort(doc! { "_id": 1 })
             .skip(from)
             .limit(i64::try_from(limit).unwrap_or(i64::MAX))
             .projection(doc! { "_id": 1, "log": 1 })
-            .batch_size(BATCH_SIZE)
-            .await?;
+            .batch_size(BATCH_SIZE);
+        let mut cursor = self.gated(find.into_future()).await?;
         let mut page = Page { lines: Vec::new(), next: from, done: false };
-        while let Some(document) = cursor.try_next().await? {
+        while let Some(document) = self.gated(cursor.try_next()).await? {
             page.next += 1;
             let Some(line) = LogLine::from_document(&document) else {
                 continue;
@@ -226,9 +247,18 @@ impl Store {
             })
             .collect();
         if !documents.is_empty() {
-            self.collection.insert_many(documents).ordered(true).await?;
+            self.gated(self.collection.insert_many(documents).ordered(true).into_future()).await?;
         }
         self.count(key).await
+    }
+
+    /// The next document of a backlog cursor: `None` at the end, `Some(None)` for a document
+    /// that is not a readable line (it still takes a position).
+    pub async fn next_line(
+        &self,
+        cursor: &mut Cursor<Document>,
+    ) -> mongodb::error::Result<Option<Option<LogLine>>> {
+        Ok(self.gated(cursor.try_next()).await?.map(|d| LogLine::from_document(&d)))
     }
 
     /// Round trip to the server, for readiness.
@@ -243,9 +273,4 @@ fn oid_at(at: SystemTime) -> ObjectId {
     let mut bytes = [0_u8; 12];
     bytes[..4].copy_from_slice(&u32::try_from(secs).unwrap_or(u32::MAX).to_be_bytes());
     ObjectId::from_bytes(bytes)
-}
-
-/// Drains a cursor of log documents into lines, skipping unreadable ones.
-pub async fn next_line(cursor: &mut Cursor<Document>) -> mongodb::error::Result<Option<Option<LogLine>>> {
-    Ok(cursor.try_next().await?.map(|d| LogLine::from_document(&d)))
 }
