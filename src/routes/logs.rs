@@ -3,13 +3,12 @@
 use bytes::{Buf, BytesMut};
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use warp::http::{HeaderMap, StatusCode};
+use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
-use super::params::{headers, query, Query, Segment};
-use super::with_state;
-use crate::access::{authorize, Action};
+use super::params::{incoming, Incoming, Segment};
+use crate::access::Action;
 use crate::error::{respond, ApiError};
 use crate::key::LogKey;
 use crate::sse::DONE;
@@ -31,40 +30,31 @@ struct Snapshot<'a> {
 
 /// GET /api/v1/logs/{type}/{id}?from=N&limit=M
 pub fn snapshot(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    warp::path!("api" / "v1" / "logs" / Segment / Segment)
-        .and(warp::get())
-        .and(query())
-        .and(headers())
-        .and(with_state(state))
-        .then(
-            |log_type: Segment,
-             id: Segment,
-             query: Result<Query, ApiError>,
-             headers: HeaderMap,
-             state: SharedState| async move {
-                let answer = async {
-                    let query = query?;
-                    let key = LogKey::new(log_type.0, id.0);
-                    authorize(state.access.as_ref(), &headers, query.pairs(), &key, Action::Read).await?;
-                    let from = query.count("from")?.unwrap_or(0);
-                    let limit = query.count("limit")?.unwrap_or(DEFAULT_LIMIT);
-                    if !(1..=MAX_LIMIT).contains(&limit) {
-                        return Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_LIMIT}")));
-                    }
-                    let page = state.store.page(&key, from, limit).await?;
-                    let body = Snapshot {
-                        log_type: &key.log_type,
-                        id: &key.id,
-                        from,
-                        lines: page.lines,
-                        next: page.next,
-                        done: page.done,
-                    };
-                    Ok(warp::reply::json(&body).into_response())
+    warp::path!("api" / "v1" / "logs" / Segment / Segment).and(warp::get()).and(incoming(state)).then(
+        |log_type: Segment, id: Segment, request: Incoming| async move {
+            let answer = async {
+                let query = request.query()?;
+                let key = LogKey::new(log_type.0, id.0);
+                request.authorize(&query, &key, Action::Read).await?;
+                let from = query.count("from")?.unwrap_or(0);
+                let limit = query.count("limit")?.unwrap_or(DEFAULT_LIMIT);
+                if !(1..=MAX_LIMIT).contains(&limit) {
+                    return Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_LIMIT}")));
+                }
+                let page = request.state.store.page(&key, from, limit).await?;
+                let body = Snapshot {
+                    log_type: &key.log_type,
+                    id: &key.id,
+                    from,
+                    lines: page.lines,
+                    next: page.next,
+                    done: page.done,
                 };
-                respond(answer.await)
-            },
-        )
+                Ok(warp::reply::json(&body).into_response())
+            };
+            respond(answer.await)
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -86,34 +76,26 @@ struct Appended {
 pub fn append(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("api" / "v1" / "logs" / Segment / Segment)
         .and(warp::post())
-        .and(query())
-        .and(headers())
+        .and(incoming(state))
         .and(warp::body::stream())
-        .and(with_state(state))
-        .then(
-            |log_type: Segment,
-             id: Segment,
-             query: Result<Query, ApiError>,
-             headers: HeaderMap,
-             body,
-             state: SharedState| async move {
-                let answer = async {
-                    let key = LogKey::new(log_type.0, id.0);
-                    authorize(state.access.as_ref(), &headers, query?.pairs(), &key, Action::Write).await?;
-                    let body = read_body(body, state.limits.max_body_bytes).await?;
-                    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
-                    let (lines, done) = parse_lines(content_type, &body)?;
-                    if state.store.done_position(&key).await?.is_some() {
-                        return Err(ApiError::LogFinished);
-                    }
-                    let next = state.store.append(&key, &lines, done).await?;
-                    let appended = lines.len() + usize::from(done);
-                    let reply = warp::reply::json(&Appended { appended, next });
-                    Ok(warp::reply::with_status(reply, StatusCode::CREATED).into_response())
-                };
-                respond(answer.await)
-            },
-        )
+        .then(|log_type: Segment, id: Segment, request: Incoming, body| async move {
+            let answer = async {
+                let key = LogKey::new(log_type.0, id.0);
+                request.authorize(&request.query()?, &key, Action::Write).await?;
+                let store = &request.state.store;
+                let body = read_body(body, request.state.limits.max_body_bytes).await?;
+                let content_type = request.headers.get("content-type").and_then(|v| v.to_str().ok());
+                let (lines, done) = parse_lines(content_type, &body)?;
+                if store.done_position(&key).await?.is_some() {
+                    return Err(ApiError::LogFinished);
+                }
+                let next = store.append(&key, &lines, done).await?;
+                let appended = lines.len() + usize::from(done);
+                let reply = warp::reply::json(&Appended { appended, next });
+                Ok(warp::reply::with_status(reply, StatusCode::CREATED).into_response())
+            };
+            respond(answer.await)
+        })
 }
 
 /// Reads the body up to `limit` bytes; a larger one is refused without reading it all.

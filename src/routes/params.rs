@@ -4,10 +4,15 @@
 
 use std::str::FromStr;
 
+use std::convert::Infallible;
+
 use warp::http::HeaderMap;
 use warp::Filter;
 
+use crate::access::{authorize, Action};
 use crate::error::ApiError;
+use crate::key::LogKey;
+use crate::state::SharedState;
 
 /// A path segment, percent-decoded (`/logs/ci%20job/7`).
 #[derive(Debug, Clone)]
@@ -60,20 +65,38 @@ pub fn parse_count(name: &'static str, text: &str) -> Result<u64, ApiError> {
     text.parse().map_err(|_| ApiError::invalid(name, "is too large"))
 }
 
-/// The query string, parsed in the handler so that a malformed one gets the contract's 400.
-pub fn query() -> impl Filter<Extract = (Result<Query, ApiError>,), Error = std::convert::Infallible> + Clone
-{
-    warp::query::raw().or(warp::any().map(String::new)).unify().map(|raw: String| Query::parse(&raw))
+/// What every log route reads from its request, besides the path.
+pub struct Incoming {
+    pub state: SharedState,
+    pub headers: HeaderMap,
+    raw_query: String,
 }
 
-/// The request's headers, for the access check and `Last-Event-ID`.
-pub fn headers() -> impl Filter<Extract = (HeaderMap,), Error = std::convert::Infallible> + Clone {
-    warp::header::headers_cloned()
+impl Incoming {
+    /// The query string, parsed in the handler so that a malformed one gets the contract's 400.
+    pub fn query(&self) -> Result<Query, ApiError> {
+        Query::parse(&self.raw_query)
+    }
+
+    /// Asks the access check; every log route does this before it touches MongoDB.
+    pub async fn authorize(&self, query: &Query, key: &LogKey, action: Action) -> Result<(), ApiError> {
+        authorize(self.state.access.as_ref(), &self.headers, query.pairs(), key, action).await
+    }
+
+    /// The `Last-Event-ID` header EventSource sends on reconnect, if any.
+    pub fn last_event_id(&self) -> Option<String> {
+        self.headers.get("last-event-id").map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+    }
 }
 
-/// The `Last-Event-ID` header EventSource sends on reconnect, if any.
-pub fn last_event_id(headers: &HeaderMap) -> Option<String> {
-    headers.get("last-event-id").map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+/// The state, headers and query string of a request to a log route.
+pub fn incoming(state: SharedState) -> impl Filter<Extract = (Incoming,), Error = Infallible> + Clone {
+    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    raw_query.and(warp::header::headers_cloned()).map(move |raw_query, headers| Incoming {
+        state: state.clone(),
+        headers,
+        raw_query,
+    })
 }
 
 #[cfg(test)]

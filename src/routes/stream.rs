@@ -2,13 +2,12 @@
 
 use std::time::Duration;
 
-use warp::http::{header, HeaderMap, HeaderValue, StatusCode};
+use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
-use super::params::{self, headers, query, Query, Segment};
-use super::with_state;
-use crate::access::{authorize, Action};
+use super::params::{self, incoming, Incoming, Query, Segment};
+use crate::access::Action;
 use crate::error::{respond, ApiError};
 use crate::key::LogKey;
 use crate::session::{self, StreamRequest};
@@ -23,65 +22,54 @@ pub fn seed_stream(
     state: SharedState,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     // Matches with and without the trailing slash.
-    warp::path!("api" / "v1" / "sse" / "logs")
-        .and(warp::get())
-        .and(query())
-        .and(headers())
-        .and(with_state(state))
-        .then(|query: Result<Query, ApiError>, headers: HeaderMap, state: SharedState| async move {
+    warp::path!("api" / "v1" / "sse" / "logs").and(warp::get()).and(incoming(state)).then(
+        |request: Incoming| async move {
             let opened = async {
-                let query = query?;
+                let query = request.query()?;
                 let key = LogKey::new(query.required("type")?, query.required("id")?);
                 let from = query.count("num")?.unwrap_or(0);
-                open(state, "seed", key, from, Format::Text, &query, &headers).await
+                open(&request, &query, "seed", key, from, Format::Text).await
             };
             respond(opened.await)
-        })
+        },
+    )
 }
 
 /// GET /api/v1/logs/{type}/{id}/stream?from=N[&format=json]
 pub fn log_stream(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("api" / "v1" / "logs" / Segment / Segment / "stream")
         .and(warp::get())
-        .and(query())
-        .and(headers())
-        .and(with_state(state))
-        .then(
-            |log_type: Segment,
-             id: Segment,
-             query: Result<Query, ApiError>,
-             headers: HeaderMap,
-             state: SharedState| async move {
-                let opened = async {
-                    let query = query?;
-                    let from = query.count("from")?.unwrap_or(0);
-                    let format = match query.get("format") {
-                        None | Some("text") => Format::Text,
-                        Some("json") => Format::Json,
-                        Some(_) => return Err(ApiError::invalid("format", "must be `text` or `json`")),
-                    };
-                    open(state, "stream", LogKey::new(log_type.0, id.0), from, format, &query, &headers).await
+        .and(incoming(state))
+        .then(|log_type: Segment, id: Segment, request: Incoming| async move {
+            let opened = async {
+                let query = request.query()?;
+                let from = query.count("from")?.unwrap_or(0);
+                let format = match query.get("format") {
+                    None | Some("text") => Format::Text,
+                    Some("json") => Format::Json,
+                    Some(_) => return Err(ApiError::invalid("format", "must be `text` or `json`")),
                 };
-                respond(opened.await)
-            },
-        )
+                open(&request, &query, "stream", LogKey::new(log_type.0, id.0), from, format).await
+            };
+            respond(opened.await)
+        })
 }
 
 async fn open(
-    state: SharedState,
+    request: &Incoming,
+    query: &Query,
     route: &'static str,
     key: LogKey,
     from: u64,
     format: Format,
-    query: &Query,
-    headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     // EventSource's reconnect header wins over the URL it reconnects to.
-    let from = match params::last_event_id(headers).as_deref() {
+    let from = match request.last_event_id().as_deref() {
         Some("") | None => from,
         Some(text) => params::parse_count("Last-Event-ID", text.trim())?,
     };
-    authorize(state.access.as_ref(), headers, query.pairs(), &key, Action::Read).await?;
+    request.authorize(query, &key, Action::Read).await?;
+    let state = request.state.clone();
     let permit = state.stream_slots.clone().try_acquire_owned().map_err(|_| ApiError::TooManyStreams)?;
     if from > 0 && state.hub.is_live() && already_ended(&state, &key, from).await {
         // 204 is what makes EventSource stop reconnecting.
