@@ -40,6 +40,7 @@ async function appendRange(from, to) {
 
 const id = uniqueName('large');
 const stats = (xs) => {
+  if (xs.length === 0) return { median: null, p95: null, max: null, n: 0 };
   const s = [...xs].sort((a, b) => a - b);
   return { median: +s[Math.floor(s.length / 2)].toFixed(1), p95: +s[Math.floor(s.length * 0.95)].toFixed(1), max: +s.at(-1).toFixed(1), n: s.length };
 };
@@ -61,7 +62,7 @@ function jumpInPage(page, n) {
 }
 
 /** From outside: a real mouse wheel through the browser's input pipeline; time until other lines are on screen. */
-async function wheel(page, dy) {
+async function wheel(page, dy, { mustMove = true } = {}) {
   const before = await page.evaluate(() => {
     const vp = document.getElementById('viewport');
     window.scrollEnded = new Promise((resolve) => vp.addEventListener('scrollend', resolve, { once: true }));
@@ -69,7 +70,15 @@ async function wheel(page, dy) {
   });
   const t0 = performance.now();
   await page.mouse.wheel(0, dy);
-  await page.waitForFunction((b) => document.querySelector('#rows .row')?.dataset.n !== b, before, { polling: 'raf' });
+  try {
+    // While lines stream in, following can pin the view to the end, where a wheel moves nothing:
+    // such a wheel is left out of the (printed, not asserted) while-streaming figures.
+    await page.waitForFunction((b) => document.querySelector('#rows .row')?.dataset.n !== b, before,
+      { polling: 'raf', timeout: mustMove ? 30_000 : 5_000 });
+  } catch (e) {
+    if (mustMove) throw e;
+    return null;
+  }
   const ms = performance.now() - t0;
   await page.evaluate(() => window.scrollEnded); // let the smooth scroll finish before the next step
   return ms;
@@ -103,7 +112,8 @@ it(`loads ${TOTAL.toLocaleString('en-US')} lines and answers a scroll within ${B
     const r = await jumpInPage(page, target);
     assert.ok(r.shown, `line ${target} rendered`);
     live.push(r.ms);
-    liveWheels.push(await wheel(page, i % 2 ? -2000 : 2400));
+    const ms = await wheel(page, i % 2 ? -2000 : 2400, { mustMove: false });
+    if (ms !== null) liveWheels.push(ms);
   }
   await writing;
   await waitEnded(page, 120_000);
