@@ -67,7 +67,6 @@ pub struct Page {
 /// Handle on the log collection; cheap to clone (the driver pools connections inside).
 #[derive(Clone, Debug)]
 pub struct Store {
-    client: Client,
     database: Database,
     collection: Collection<Document>,
     /// Limits the queries in flight to fewer than the pool's connections, so that thousands of
@@ -107,20 +106,15 @@ impl Store {
     }
 
     fn with_pool(collection: Collection<Document>, pool: u32) -> Self {
-        let client = collection.client().clone();
-        let database = client.database(&collection.namespace().db);
+        let database = collection.client().database(&collection.namespace().db);
         let queries = usize::try_from(pool.saturating_sub(2).max(1)).unwrap_or(1);
-        Self { client, database, collection, gate: Arc::new(Semaphore::new(queries)) }
+        Self { database, collection, gate: Arc::new(Semaphore::new(queries)) }
     }
 
     /// Runs one driver call once a query slot is free.
     async fn gated<T>(&self, call: impl std::future::Future<Output = T>) -> T {
         let _slot = self.gate.acquire().await.expect("the gate is never closed");
         call.await
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
     }
 
     pub fn database(&self) -> &Database {
@@ -259,11 +253,6 @@ impl Store {
         cursor: &mut Cursor<Document>,
     ) -> mongodb::error::Result<Option<Option<LogLine>>> {
         Ok(self.gated(cursor.try_next()).await?.map(|d| LogLine::from_document(&d)))
-    }
-
-    /// Round trip to the server, for readiness.
-    pub async fn ping(&self) -> mongodb::error::Result<()> {
-        self.database.run_command(doc! { "ping": 1 }).await.map(drop)
     }
 }
 

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use scenarios::{Ctx, Dist, Fanout, Peer};
-use systems::{fmt_rate, Nchan, Seed, SseLogs};
+use systems::{figure, Nchan, Seed, SseLogs};
 
 const DATABASE: &str = "popop";
 
@@ -328,17 +328,7 @@ async fn settle(ctx: &Ctx, sse: &SseLogs) {
 }
 
 fn ms_pair(d: &Dist) -> String {
-    format!("{} / {}", ms(d.p50), ms(d.p99))
-}
-
-fn ms(x: f64) -> String {
-    if x >= 100.0 {
-        format!("{x:.0}")
-    } else if x >= 10.0 {
-        format!("{x:.1}")
-    } else {
-        format!("{x:.2}")
-    }
+    format!("{} / {}", figure(d.p50), figure(d.p99))
 }
 
 fn thousands(n: usize) -> String {
@@ -373,7 +363,7 @@ fn many_rows(many: &Result<scenarios::ManyLogs, String>, notes: &mut Vec<String>
                 thousands(m.n),
                 m.insert_secs,
                 m.all_secs,
-                fmt_rate(m.n as f64 / m.all_secs),
+                figure(m.n as f64 / m.all_secs),
                 m.missing
             ));
             let verdict = if per <= 20.0 { "met" } else { "MISSED" };
@@ -436,7 +426,7 @@ fn fanout_rows(
             1 => {
                 let mut verdict = match sse {
                     Some(f) if f.all.p50 <= 2.0 => "met".to_owned(),
-                    Some(f) => format!("MISSED (p50 {} ms)", ms(f.all.p50)),
+                    Some(f) => format!("MISSED (p50 {} ms)", figure(f.all.p50)),
                     None => "not measured".into(),
                 };
                 if let (Some(s), Some(p)) = (sse, get("seed", 1)) {
@@ -447,7 +437,7 @@ fn fanout_rows(
             1000 => {
                 let mut verdict = match sse {
                     Some(f) if f.all.p99 <= 50.0 && f.missing == 0 => "met".to_owned(),
-                    Some(f) => format!("MISSED (p99 {} ms)", ms(f.all.p99)),
+                    Some(f) => format!("MISSED (p99 {} ms)", figure(f.all.p99)),
                     None => "not measured".into(),
                 };
                 if let (Some(s), Some(n)) = (sse, get("nchan", viewers)) {
@@ -549,7 +539,7 @@ async fn replay_section(
             "Scenario 3: MongoDB took {:.1} s to insert the {}-line log ({} docs/s, insert_many of 10,000).",
             took.as_secs_f64(),
             thousands(plan.replay_lines),
-            fmt_rate(plan.replay_lines as f64 / took.as_secs_f64())
+            figure(plan.replay_lines as f64 / took.as_secs_f64())
         )),
         Err(e) => {
             rows.push(Row { scenario: "3. replay".into(), sse: err_cell(&e), ..Row::default() });
@@ -583,11 +573,11 @@ async fn replay_section(
             (
                 format!(
                     "{} lines/s ({:.2} s; {} lines/s after the first line){complete}",
-                    fmt_rate(rate),
+                    figure(rate),
                     r.secs,
-                    fmt_rate(r.streaming_rate())
+                    figure(r.streaming_rate())
                 ),
-                format!("{} ms", ms(r.first_line_ms)),
+                format!("{} ms", figure(r.first_line_ms)),
                 if rate >= 100_000.0 && r.complete { "met".to_owned() } else { "MISSED".to_owned() },
             )
         }
@@ -638,8 +628,8 @@ async fn replay_section(
         None => None,
     };
     let describe = |r: &Result<scenarios::Replay, String>| match r {
-        Ok(r) if r.complete => format!("{:.3} s ({} lines/s)", r.secs, fmt_rate(r.rate())),
-        Ok(r) => format!("{} of {n} lines in {:.1} s cap ({} lines/s)", r.lines, r.secs, fmt_rate(r.rate())),
+        Ok(r) if r.complete => format!("{:.3} s ({} lines/s)", r.secs, figure(r.rate())),
+        Ok(r) => format!("{} of {n} lines in {:.1} s cap ({} lines/s)", r.lines, r.secs, figure(r.rate())),
         Err(e) => err_cell(e),
     };
     let verdict = match (&ours, &theirs) {
@@ -700,7 +690,7 @@ async fn replay_section(
         None => None,
     };
     let first = |r: &Result<scenarios::Replay, String>| match r {
-        Ok(r) => format!("{} ms (all 10 in {} ms)", ms(r.first_line_ms), ms(r.secs * 1000.0)),
+        Ok(r) => format!("{} ms (all 10 in {} ms)", figure(r.first_line_ms), figure(r.secs * 1000.0)),
         Err(e) => err_cell(e),
     };
     rows.push(Row {
@@ -749,7 +739,7 @@ async fn idle_section(
     }
     let rate = |r: &Result<scenarios::Idle, String>| match r {
         Ok(r) => {
-            format!("{} ({} without heartbeats)", fmt_rate(r.commands_per_sec), fmt_rate(r.data_per_sec))
+            format!("{} ({} without heartbeats)", figure(r.commands_per_sec), figure(r.data_per_sec))
         }
         Err(e) => err_cell(e),
     };
@@ -767,9 +757,9 @@ async fn idle_section(
             // heartbeats (hello) come every 10 s per client, whatever the viewers: left out here.
             let extra = b.data_per_sec - a.data_per_sec;
             if extra <= 0.5 + 0.1 * a.data_per_sec {
-                format!("met (+{} /s for {n} viewers)", fmt_rate(extra.max(0.0)))
+                format!("met (+{} /s for {n} viewers)", figure(extra.max(0.0)))
             } else {
-                format!("MISSED (+{} /s for {n} viewers)", fmt_rate(extra))
+                format!("MISSED (+{} /s for {n} viewers)", figure(extra))
             }
         }
         _ => "not measured".into(),
@@ -836,15 +826,15 @@ async fn push_section(ctx: &Ctx, plan: &Plan, sse: &SseLogs, notes: &mut Vec<Str
                      took {} ms on average, its last five {} ms (each log grew to {} lines).",
                     thousands(p.lines),
                     p.request.n,
-                    ms(p.first_ms),
-                    ms(p.last_ms),
+                    figure(p.first_ms),
+                    figure(p.last_ms),
                     thousands(p.lines / p.writers)
                 ));
                 format!(
                     "{} lines/s (request p50 {} / p99 {} ms)",
-                    fmt_rate(p.lines_per_sec),
-                    ms(p.request.p50),
-                    ms(p.request.p99)
+                    figure(p.lines_per_sec),
+                    figure(p.request.p50),
+                    figure(p.request.p99)
                 )
             }
             Err(e) => err_cell(e),

@@ -173,6 +173,28 @@ struct Viewers {
 }
 
 impl Viewers {
+    /// Waits until all `viewers` are connected and the peer has subscribed them; on failure the
+    /// group is stopped.
+    async fn ready(
+        self,
+        ctx: &Ctx,
+        peer: Peer<'_>,
+        viewers: usize,
+        before: &Counters,
+    ) -> Result<Self, String> {
+        let ready = async {
+            self.wait_connected(Duration::from_secs(60 + viewers as u64 / 100)).await?;
+            peer.wait_subscribed(ctx, viewers, before).await
+        };
+        match ready.await {
+            Ok(()) => Ok(self),
+            Err(e) => {
+                self.abort();
+                Err(e)
+            }
+        }
+    }
+
     /// One task per path; a task ends at `[DONE]`, at the end of the response, after
     /// `stop_after` samples, or after `limit`.
     fn spawn(
@@ -313,14 +335,7 @@ pub async fn fanout(ctx: &Ctx, peer: Peer<'_>, viewers: usize, lines: usize) -> 
     let before = Counters::read(&ctx.mongo).await?;
     let started = Instant::now();
     let group = Viewers::spawn(ctx, peer, paths, total, None, Duration::from_secs(900));
-    let ready = async {
-        group.wait_connected(Duration::from_secs(60 + viewers as u64 / 100)).await?;
-        peer.wait_subscribed(ctx, viewers, &before).await
-    };
-    if let Err(e) = ready.await {
-        group.abort();
-        return Err(e);
-    }
+    let group = group.ready(ctx, peer, viewers, &before).await?;
     let connect_secs = started.elapsed().as_secs_f64();
     let mut rng = rand::rngs::StdRng::from_entropy();
     let per_line = Duration::from_secs(5) + Duration::from_millis(viewers as u64);
@@ -381,14 +396,7 @@ pub async fn many_logs(ctx: &Ctx, sse: &SseLogs, n: usize) -> Result<ManyLogs, S
     let before = Counters::read(&ctx.mongo).await?;
     let started = Instant::now();
     let group = Viewers::spawn(ctx, peer, paths, 1, Some(1), Duration::from_secs(600));
-    let ready = async {
-        group.wait_connected(Duration::from_secs(60 + n as u64 / 100)).await?;
-        peer.wait_subscribed(ctx, n, &before).await
-    };
-    if let Err(e) = ready.await {
-        group.abort();
-        return Err(e);
-    }
+    let group = group.ready(ctx, peer, n, &before).await?;
     let connect_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after_kib = procs::rss_kib(pid).ok_or("no VmRSS")?;
@@ -512,14 +520,7 @@ pub async fn idle(ctx: &Ctx, peer: Peer<'_>, viewers: usize, window: Duration) -
     let paths = ids.iter().map(|id| peer.stream_path("idle", id)).collect();
     let before = Counters::read(&ctx.mongo).await?;
     let group = Viewers::spawn(ctx, peer, paths, 1, None, Duration::from_secs(600));
-    let ready = async {
-        group.wait_connected(Duration::from_secs(60 + viewers as u64 / 100)).await?;
-        peer.wait_subscribed(ctx, viewers, &before).await
-    };
-    if let Err(e) = ready.await {
-        group.abort();
-        return Err(e);
-    }
+    let group = group.ready(ctx, peer, viewers, &before).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let pid = peer.pid();
     let cpu = || procs::tree_cpu_seconds(pid);

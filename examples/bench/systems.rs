@@ -205,7 +205,7 @@ impl Counters {
         let mut items: Vec<_> = self.by_name.iter().collect();
         items.sort_by(|a, b| b.1.cmp(a.1));
         let parts: Vec<String> =
-            items.iter().take(4).map(|(name, n)| format!("{name} {}", fmt_rate(**n as f64 / per))).collect();
+            items.iter().take(4).map(|(name, n)| format!("{name} {}", figure(**n as f64 / per))).collect();
         if parts.is_empty() {
             "none".into()
         } else {
@@ -223,7 +223,8 @@ fn total(d: &Document) -> u64 {
     }
 }
 
-pub fn fmt_rate(x: f64) -> String {
+/// A figure with about three significant digits: `1.26`, `12.1`, `438`.
+pub fn figure(x: f64) -> String {
     if x >= 100.0 {
         format!("{x:.0}")
     } else if x >= 10.0 {
