@@ -33,7 +33,7 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct HttpSettings {
     /// Address to listen on; port 0 picks a free port (tests use that).
-    pub bind: String,
+    pub bind: SocketAddr,
 }
 
 /// `[mongodb]`: where the logs are.
@@ -85,7 +85,7 @@ pub struct AuthSettings {
     /// `token`: a PEM public key file, for RS256 or ES256 tokens.
     pub public_key_file: Option<String>,
     /// `token`: HS256, RS256 or ES256.
-    pub algorithm: String,
+    pub algorithm: TokenAlgorithm,
     /// `token`: the cookie a browser sends the token in.
     pub cookie: String,
     /// `forward`: the URL asked for each new stream or append (like nginx `auth_request`).
@@ -122,6 +122,17 @@ pub enum AuthMode {
     Forward,
 }
 
+/// How tokens are signed in `token` mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TokenAlgorithm {
+    /// HMAC with SHA-256 and the shared `auth.secret`.
+    HS256,
+    /// RSA with SHA-256; `auth.public_key_file` holds the RSA public key.
+    RS256,
+    /// ECDSA P-256 with SHA-256; `auth.public_key_file` holds the EC public key.
+    ES256,
+}
+
 /// `[cors]`: which other origins may use the API from a browser.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CorsSettings {
@@ -155,22 +166,40 @@ pub enum SettingsError {
     },
 }
 
-const DEFAULTS: &[(&str, &str)] = &[
-    ("http.bind", "127.0.0.1:8080"),
-    ("mongodb.uri", "mongodb://127.0.0.1:27017"),
-    ("mongodb.database", "popop"),
-    ("mongodb.collection", "sse_logs"),
-    ("mongodb.migrate_on_start", "true"),
-    ("sse.keep_alive_secs", "15"),
-    ("sse.retry_ms", "2000"),
-    ("limits.max_streams", "10000"),
-    ("limits.max_body_bytes", "1048576"),
-    ("log.format", "text"),
-    ("auth.algorithm", "HS256"),
-    ("auth.cookie", "sse_logs_token"),
-    ("auth.forward_timeout_ms", "2000"),
-    ("auth.forward_cache_secs", "5"),
-];
+impl Default for SseSettings {
+    fn default() -> Self {
+        Self { keep_alive_secs: 15, retry_ms: 2000 }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_streams: 10_000, max_body_bytes: 1_048_576 }
+    }
+}
+
+/// Every default, written once; the embedding API's builder starts from the same values.
+fn defaults(builder: Builder) -> Result<Builder, config::ConfigError> {
+    let (sse, limits) = (SseSettings::default(), Limits::default());
+    builder
+        .set_default("http.bind", "127.0.0.1:8080")?
+        .set_default("mongodb.uri", "mongodb://127.0.0.1:27017")?
+        .set_default("mongodb.database", "popop")?
+        .set_default("mongodb.collection", "sse_logs")?
+        .set_default("mongodb.migrate_on_start", true)?
+        .set_default("sse.keep_alive_secs", sse.keep_alive_secs)?
+        .set_default("sse.retry_ms", sse.retry_ms)?
+        .set_default("limits.max_streams", u64::try_from(limits.max_streams).unwrap_or(u64::MAX))?
+        .set_default("limits.max_body_bytes", limits.max_body_bytes)?
+        .set_default("log.format", "text")?
+        .set_default("auth.algorithm", "HS256")?
+        .set_default("auth.cookie", "sse_logs_token")?
+        .set_default("auth.forward_timeout_ms", 2000)?
+        .set_default("auth.forward_cache_secs", 5)?
+        .set_default("cors.allowed_origins", Vec::<String>::new())
+}
+
+type Builder = config::builder::ConfigBuilder<config::builder::DefaultState>;
 
 impl Settings {
     /// Loads settings from the real process environment.
@@ -180,15 +209,11 @@ impl Settings {
 
     /// Loads settings from the given environment; tests pass their own map.
     pub fn load_from(env: HashMap<String, String>) -> Result<Self, SettingsError> {
-        let mut builder = config::Config::builder();
-        for (key, value) in DEFAULTS {
-            builder = builder.set_default(*key, *value)?;
-        }
+        let mut builder = defaults(config::Config::builder())?;
         builder = builder.add_source(config::File::with_name("config/default").required(false));
         if let Some(path) = env.get("SSE_LOGS_CONFIG") {
             builder = builder.add_source(config::File::with_name(path).required(true));
         }
-        builder = builder.set_default("cors.allowed_origins", Vec::<String>::new())?;
         let env_source = config::Environment::with_prefix("SSE_LOGS")
             .prefix_separator("__")
             .separator("__")
@@ -203,9 +228,6 @@ impl Settings {
 
     fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |key, message: &str| Err(SettingsError::Invalid { key, message: message.to_owned() });
-        if self.http.bind.parse::<SocketAddr>().is_err() {
-            return invalid("http.bind", "expected an address like 127.0.0.1:8080");
-        }
         if !self.mongodb.uri.starts_with("mongodb://") && !self.mongodb.uri.starts_with("mongodb+srv://") {
             return invalid("mongodb.uri", "expected a mongodb:// or mongodb+srv:// URI");
         }
@@ -231,7 +253,7 @@ impl Settings {
         let invalid = |key, message: &str| Err(SettingsError::Invalid { key, message: message.to_owned() });
         let auth = &self.auth;
         match auth.mode {
-            None if !self.bind_addr().ip().is_loopback() => invalid(
+            None if !self.http.bind.ip().is_loopback() => invalid(
                 "auth.mode",
                 "is not set and http.bind is not a loopback address; set auth.mode to token or forward, \
                  or to none to serve every log to anyone who can reach it",
@@ -240,11 +262,9 @@ impl Settings {
                 "auth.secret",
                 "token mode needs auth.secret (HS256) or auth.public_key_file (RS256/ES256)",
             ),
-            Some(AuthMode::Token) if !["HS256", "RS256", "ES256"].contains(&auth.algorithm.as_str()) => {
-                invalid("auth.algorithm", "must be HS256, RS256 or ES256")
-            }
             Some(AuthMode::Token)
-                if auth.algorithm == "HS256" && auth.secret.as_deref().is_none_or(|s| s.len() < 16) =>
+                if auth.algorithm == TokenAlgorithm::HS256
+                    && auth.secret.as_deref().is_none_or(|s| s.len() < 16) =>
             {
                 invalid("auth.secret", "must be at least 16 characters for HS256")
             }
@@ -264,12 +284,6 @@ impl Settings {
             });
         }
         Ok(())
-    }
-
-    /// `http.bind` as an address.
-    pub fn bind_addr(&self) -> SocketAddr {
-        // validate() has already proven this parses.
-        self.http.bind.parse().expect("http.bind was validated")
     }
 }
 
@@ -291,7 +305,7 @@ mod tests {
     #[test]
     fn defaults_match_the_contract() {
         let s = Settings::load_from(env(&[])).unwrap();
-        assert_eq!(s.http.bind, "127.0.0.1:8080");
+        assert_eq!(s.http.bind, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(s.mongodb.uri, "mongodb://127.0.0.1:27017");
         assert_eq!(s.mongodb.database, "popop");
         assert_eq!(s.mongodb.collection, "sse_logs");
@@ -325,6 +339,12 @@ mod tests {
     fn a_bad_address_names_its_key() {
         let err = Settings::load_from(env(&[("SSE_LOGS__HTTP__BIND", "localhost")])).unwrap_err();
         assert!(err.to_string().contains("http.bind"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_token_algorithm_names_its_key() {
+        let err = Settings::load_from(env(&[("SSE_LOGS__AUTH__ALGORITHM", "HS512")])).unwrap_err();
+        assert!(err.to_string().contains("auth.algorithm"), "{err}");
     }
 
     #[test]

@@ -11,10 +11,10 @@ use warp::reply::{Reply, Response};
 use warp::Rejection;
 
 /// Seconds a client is asked to wait before retrying a 503.
-pub const RETRY_AFTER_SECS: u64 = 2;
+pub(crate) const RETRY_AFTER_SECS: u64 = 2;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     #[error("missing query parameter `{0}`")]
     MissingParameter(&'static str),
     #[error("`{name}` {reason}")]
@@ -105,7 +105,7 @@ impl Reply for ApiError {
 
 /// Turns warp's own rejections (unknown route, wrong method, bad media type) into the contract's
 /// JSON error. Handlers answer their own `ApiError`s directly, so none arrive here.
-pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+pub(crate) async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     let error = if rejection.is_not_found() {
         ApiError::NotFound
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
@@ -119,9 +119,4 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         ApiError::Internal
     };
     Ok(error.into_response())
-}
-
-/// Lets a handler written with `?` answer its errors as responses.
-pub fn respond(result: Result<Response, ApiError>) -> Response {
-    result.unwrap_or_else(Reply::into_response)
 }

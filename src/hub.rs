@@ -9,30 +9,26 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use bson::{doc, Document};
-use mongodb::change_stream::event::{ChangeStreamEvent, OperationType, ResumeToken};
-use mongodb::change_stream::ChangeStream;
+use mongodb::change_stream::event::ResumeToken;
 use mongodb::error::ErrorKind;
 use tokio::sync::{mpsc, watch};
 
-use crate::key::LogKey;
+use crate::backoff::Backoff;
+use crate::log::{LogKey, LogLine};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::store::{LogLine, Store};
+use crate::store::{Change, Inserts, Store};
 
 /// What a subscriber receives: one inserted line, shared by all subscribers of its log.
-pub type Event = Arc<LogLine>;
+pub(crate) type Event = Arc<LogLine>;
 
 /// Events a subscriber may have queued before it is considered slow.
-pub const QUEUE_CAPACITY: usize = 1024;
-
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const QUEUE_CAPACITY: usize = 1024;
 
 #[derive(Clone, Debug)]
-pub struct Hub {
+pub(crate) struct Hub {
     shared: Arc<Shared>,
 }
 
@@ -54,7 +50,7 @@ struct State {
 
 /// A subscriber's queue, removed from the hub when dropped.
 #[derive(Debug)]
-pub struct Subscription {
+pub(crate) struct Subscription {
     pub events: mpsc::Receiver<Event>,
     /// Events committed before this instant may already be in a backlog read made now.
     pub horizon: SystemTime,
@@ -166,14 +162,14 @@ impl Hub {
     /// the stream is reopened with backoff, and readiness reflects whether it is running.
     pub async fn run(self, store: Store, shutdown: Shutdown) {
         let mut token: Option<ResumeToken> = None;
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         while !shutdown.is_triggered() {
             let opened = tokio::select! {
                 _ = shutdown.wait() => break,
-                opened = open(&store, token.clone()) => opened,
+                opened = store.watch_inserts(token.clone()) => opened,
             };
-            let mut stream = match opened {
-                Ok(stream) => stream,
+            let mut inserts = match opened {
+                Ok(inserts) => inserts,
                 Err(err) if token.is_some() && is_server_refusal(&err) => {
                     tracing::warn!(error = %err, "change stream cannot resume; every subscriber resyncs from MongoDB");
                     token = None;
@@ -181,13 +177,13 @@ impl Hub {
                     continue;
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, retry_in = ?backoff, "change stream could not open");
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %err, retry_in = ?delay, "change stream could not open");
                     self.set_live(false);
                     tokio::select! {
                         _ = shutdown.wait() => break,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(delay) => {}
                     }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
                     continue;
                 }
             };
@@ -198,9 +194,9 @@ impl Hub {
             }
             self.shared.metrics.change_stream_starts.inc();
             self.set_live(true);
-            backoff = BACKOFF_MIN;
+            backoff.reset();
             tracing::info!(resumed = token.is_some(), "change stream running");
-            token = self.follow(&mut stream, token, &shutdown).await;
+            token = self.follow(&mut inserts, token, &shutdown).await;
         }
         self.set_live(false);
     }
@@ -209,65 +205,39 @@ impl Hub {
     /// token to resume from (`None` when the stream cannot be resumed).
     async fn follow(
         &self,
-        stream: &mut ChangeStream<ChangeStreamEvent<Document>>,
+        inserts: &mut Inserts,
         mut token: Option<ResumeToken>,
         shutdown: &Shutdown,
     ) -> Option<ResumeToken> {
         loop {
             let next = tokio::select! {
                 _ = shutdown.wait() => return token,
-                next = stream.next_if_any() => next,
+                next = inserts.next() => next,
             };
             match next {
-                Ok(Some(event)) => {
-                    if !self.handle(event) {
-                        tracing::warn!("change stream invalidated; every subscriber resyncs from MongoDB");
-                        self.set_live(false);
-                        self.resync_all();
-                        return None;
+                Ok(Some(Change::Inserted { key, line, committed })) => {
+                    if let Some(at) = committed {
+                        self.mark_caught_up(at);
                     }
+                    self.dispatch(&key, Arc::new(line));
                 }
+                Ok(Some(Change::Invalidated)) => {
+                    tracing::warn!("change stream invalidated; every subscriber resyncs from MongoDB");
+                    self.set_live(false);
+                    self.resync_all();
+                    return None;
+                }
+                Ok(Some(Change::Ignored)) => {}
                 Ok(None) => self.mark_caught_up(SystemTime::now()),
                 Err(err) => {
                     tracing::warn!(error = %err, "change stream failed; resuming");
                     self.set_live(false);
-                    return stream.resume_token().or(token);
+                    return inserts.resume_token().or(token);
                 }
             }
-            token = stream.resume_token().or(token);
+            token = inserts.resume_token().or(token);
         }
     }
-
-    /// Returns false when the stream was invalidated.
-    fn handle(&self, event: ChangeStreamEvent<Document>) -> bool {
-        match event.operation_type {
-            OperationType::Insert => {
-                if let Some(at) = event.cluster_time {
-                    self.mark_caught_up(UNIX_EPOCH + Duration::from_secs(at.time.into()));
-                }
-                let Some(document) = event.full_document else {
-                    return true;
-                };
-                if let (Some(key), Some(mut line)) =
-                    (LogKey::of_document(&document), LogLine::from_document(&document))
-                {
-                    line.inserted_at = event.wall_time.map(SystemTime::from);
-                    self.dispatch(&key, Arc::new(line));
-                }
-                true
-            }
-            OperationType::Invalidate => false,
-            _ => true,
-        }
-    }
-}
-
-async fn open(
-    store: &Store,
-    token: Option<ResumeToken>,
-) -> mongodb::error::Result<ChangeStream<ChangeStreamEvent<Document>>> {
-    let pipeline = [doc! { "$match": { "operationType": { "$in": ["insert", "invalidate"] } } }];
-    store.collection().watch().pipeline(pipeline).resume_after(token).await
 }
 
 /// The server answered and said no (as opposed to being unreachable): resuming will not work.

@@ -32,44 +32,39 @@
 //!
 //! Mounted under `/logs`, the stream of log `deploy/42` is then at
 //! `/logs/api/v1/logs/deploy/42/stream`. See `examples/embed_in_warp.rs` for a complete app.
-//!
-//! Modules, from the outside in: [`streams`] (the embedding API), [`access`] (the pluggable
-//! access decision), [`config`] and [`startup`] (the binary's settings and wiring).
 
-pub mod access;
-pub mod auth;
+// The modules, in the order a line travels: settings and what a log is; MongoDB (queries, the
+// one change stream, migrations); the hub that fans the change stream out; one viewer's
+// session and its SSE framing; who may do what; the HTTP routes and their errors; the
+// embedding API built from them; the `serve` binary's wiring; the command line.
 pub mod config;
-pub mod key;
-pub mod shutdown;
-pub mod startup;
-pub mod streams;
+mod log;
 
-// Internals: public only so that the binary and the integration tests can reach them.
-#[doc(hidden)]
-pub mod cli;
-#[doc(hidden)]
-pub mod error;
-#[doc(hidden)]
-pub mod hub;
-#[doc(hidden)]
-pub mod metrics;
-#[doc(hidden)]
-pub mod migrations;
-#[doc(hidden)]
-pub mod state;
-#[doc(hidden)]
-pub mod store;
-#[doc(hidden)]
-pub mod telemetry;
+mod backoff;
+mod metrics;
+mod migrations;
+mod store;
 
-/// The HTTP routes.
-mod routes;
-/// One client's stream: backlog, hand-off, live.
+mod hub;
 mod session;
-/// Server-Sent Events framing.
 mod sse;
 
+pub mod access;
+
+mod error;
+mod routes;
+
+mod embed;
+pub mod shutdown;
+pub mod startup;
+mod telemetry;
+
+// Public only so that the binary (`main.rs`) can call it.
+#[doc(hidden)]
+pub mod cli;
+
 pub use config::Settings;
+pub use embed::{LogStreams, LogStreamsBuilder};
+pub use log::LogKey;
 pub use shutdown::Shutdown;
 pub use startup::Application;
-pub use streams::{LogStreams, LogStreamsBuilder};

@@ -6,11 +6,11 @@ use prometheus::{
 };
 
 /// The stream routes, the label of the per-route metrics.
-pub const ROUTES: [&str; 2] = ["seed", "stream"];
+pub(crate) const ROUTES: [&str; 2] = ["seed", "stream"];
 
 /// Every metric the service exports.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     streams_open: IntGaugeVec,
     streams_opened: IntCounterVec,
@@ -32,6 +32,8 @@ pub struct Metrics {
     pub mongodb_connections: IntGauge,
     /// Most connections the driver's pool may hold.
     pub mongodb_pool_size: IntGauge,
+    /// Queries the store lets run at once (the pool, less what the change stream needs).
+    pub mongodb_query_slots: IntGauge,
     hub_subscribers: IntGauge,
     hub_logs: IntGauge,
     hub_live: IntGauge,
@@ -109,6 +111,10 @@ impl Metrics {
                 "sse_logs_mongodb_pool_size",
                 "Most connections the driver's pool may hold.",
             ),
+            mongodb_query_slots: gauge(
+                "sse_logs_mongodb_query_slots",
+                "Queries allowed in flight at once (backlog reads, snapshots, appends).",
+            ),
             hub_subscribers: gauge(
                 "sse_logs_hub_subscribers",
                 "Streams subscribed to the change stream hub.",
@@ -138,16 +144,6 @@ impl Metrics {
         self.streams_open.with_label_values(&[route]).dec();
     }
 
-    /// Streams open now, over every route.
-    pub fn open_streams(&self) -> i64 {
-        ROUTES.iter().map(|r| self.streams_open.with_label_values(&[r]).get()).sum()
-    }
-
-    /// Streams opened since start, over every route.
-    pub fn streams_opened_total(&self) -> u64 {
-        ROUTES.iter().map(|r| self.streams_opened.with_label_values(&[r]).get()).sum()
-    }
-
     /// The exposition text; hub figures are sampled at scrape time.
     pub fn render(&self, subscribers: usize, logs: usize, hub_live: bool) -> String {
         self.hub_subscribers.set(i64::try_from(subscribers).unwrap_or(i64::MAX));
@@ -163,7 +159,7 @@ impl Metrics {
 }
 
 /// The process's resident set size, from `/proc` (Linux only).
-pub fn resident_memory_bytes() -> Option<u64> {
+pub(crate) fn resident_memory_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)

@@ -1,10 +1,10 @@
 //! Database migrations: MongoDB commands kept in `migrations/`, applied in order, once each.
 //!
 //! Each file is one command document; `${collection}` stands for the configured collection.
-//! Applied names are recorded in the `sse_logs_migrations` collection, so `migrate` is idempotent
-//! and several replicas starting together at worst run the same idempotent command twice.
+//! Applied names are recorded by the store, so `migrate` is idempotent and several replicas
+//! starting together at worst run the same idempotent command twice.
 
-use bson::{doc, Document};
+use bson::Document;
 use mongodb::error::Result;
 
 use crate::store::Store;
@@ -12,25 +12,14 @@ use crate::store::Store;
 /// The migrations, in the order they apply. Embedded so the binary needs no files at run time.
 const MIGRATIONS: &[(&str, &str)] = &[("0001_log_index", include_str!("../migrations/0001_log_index.json"))];
 
-const RECORD_COLLECTION: &str = "sse_logs_migrations";
-
 /// Applies what has not been applied yet; returns the names it applied.
-pub async fn apply(store: &Store) -> Result<Vec<&'static str>> {
-    let records = store.database().collection::<Document>(RECORD_COLLECTION);
+pub(crate) async fn apply(store: &Store) -> Result<Vec<&'static str>> {
     let mut applied = Vec::new();
     for (name, template) in MIGRATIONS {
-        if records.find_one(doc! { "_id": *name }).await?.is_some() {
+        if store.migration_applied(name).await? {
             continue;
         }
-        let command = render(template, store.collection().name());
-        store.database().run_command(command).await?;
-        records
-            .update_one(
-                doc! { "_id": *name },
-                doc! { "$setOnInsert": { "applied_at": bson::DateTime::now() } },
-            )
-            .upsert(true)
-            .await?;
+        store.apply_migration(name, render(template, store.collection_name())).await?;
         tracing::info!(migration = name, "migration applied");
         applied.push(*name);
     }

@@ -8,6 +8,7 @@
 //! this subscriber (slow client, change stream lost): then the backlog is `_id > last sent`.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bson::oid::ObjectId;
@@ -16,11 +17,14 @@ use futures_util::Stream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tracing::Instrument;
 
-use crate::hub::{Event, Subscription};
-use crate::key::LogKey;
+use crate::backoff::Backoff;
+use crate::config::SseSettings;
+use crate::hub::{Event, Hub, Subscription};
+use crate::log::{LogKey, LogLine};
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
 use crate::sse::{self, Format};
-use crate::state::SharedState;
-use crate::store::LogLine;
+use crate::store::{Store, Stored};
 
 /// How far before the hub's horizon a backlog `_id` is remembered for de-duplication. Covers
 /// clock skew between writers and this process, and change-stream latency.
@@ -29,12 +33,27 @@ const DEDUP_MARGIN: Duration = Duration::from_secs(120);
 const FLUSH_BYTES: usize = 32 * 1024;
 /// Chunks buffered between the session and the HTTP connection.
 const OUTPUT_CHUNKS: usize = 8;
-const RETRY_MIN: Duration = Duration::from_millis(200);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// What every session works with: one per process, shared.
+#[derive(Debug)]
+pub(crate) struct Sessions {
+    pub hub: Hub,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: Shutdown,
+    pub sse: SseSettings,
+}
+
+impl Sessions {
+    /// The Prometheus text of `/metrics`; hub figures are sampled now.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.render(self.hub.subscriber_count(), self.hub.log_count(), self.hub.is_live())
+    }
+}
 
 /// What a client asked for.
 #[derive(Debug, Clone)]
-pub struct StreamRequest {
+pub(crate) struct StreamRequest {
     /// Which route opened it (a metrics label).
     pub route: &'static str,
     pub key: LogKey,
@@ -63,8 +82,8 @@ impl From<mongodb::error::Error> for Break {
 
 /// Starts a session and returns its body: a stream of SSE chunks that ends with the log, at
 /// shutdown, or never for a log that never ends.
-pub fn start(
-    state: SharedState,
+pub(crate) fn start(
+    state: Arc<Sessions>,
     request: StreamRequest,
     permit: OwnedSemaphorePermit,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + Sync + 'static {
@@ -93,7 +112,7 @@ pub fn start(
 
 struct Session {
     route: &'static str,
-    state: SharedState,
+    state: Arc<Sessions>,
     key: LogKey,
     from: u64,
     format: Format,
@@ -120,7 +139,7 @@ impl Session {
     }
 
     async fn serve(&mut self) -> Break {
-        let mut retry = RETRY_MIN;
+        let mut retry = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
             let step = async {
                 let mut subscription = self.subscribe().await?;
@@ -129,13 +148,12 @@ impl Session {
             };
             match step.await {
                 // The hub dropped us (we fell behind, or its change stream was lost): catch up.
-                Ok(()) => retry = RETRY_MIN,
+                Ok(()) => retry.reset(),
                 Err(Break::Database(err)) => {
                     tracing::warn!(error = %err, log_type = %self.key.log_type, id = %self.key.id, "reading the log failed; retrying");
-                    if let Err(stop) = self.idle(retry).await {
+                    if let Err(stop) = self.idle(retry.next_delay()).await {
                         return stop;
                     }
-                    retry = (retry * 2).min(RETRY_MAX);
                 }
                 Err(stop) => return stop,
             }
@@ -185,9 +203,9 @@ impl Session {
             }
         };
         let mut buf = BytesMut::new();
-        while let Some(document) = self.guard(store.next_line(&mut cursor)).await?? {
+        while let Some(stored) = self.guard(cursor.next()).await?? {
             self.state.metrics.backlog_lines_read.inc();
-            let Some(line) = document else {
+            let Stored::Line(line) = stored else {
                 self.pos += 1;
                 continue;
             };

@@ -7,12 +7,11 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 
-/// The text of the document that ends a log.
-pub const DONE: &str = "[DONE]";
+use crate::log::DONE;
 
 /// How each line is put into an event's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// The seed's format: the line itself, one `data:` field per piece of the line.
     Text,
     /// `{"n":k,"line":"..."}`: lossless for empty lines and carriage returns.
@@ -20,12 +19,12 @@ pub enum Format {
 }
 
 /// The first bytes of every stream: how long EventSource waits before reconnecting.
-pub fn retry(ms: u64) -> Bytes {
+pub(crate) fn retry(ms: u64) -> Bytes {
     Bytes::from(format!("retry: {ms}\n\n"))
 }
 
 /// A comment that keeps proxies and browsers from timing out an idle stream.
-pub fn keep_alive() -> Bytes {
+pub(crate) fn keep_alive() -> Bytes {
     Bytes::from_static(b": keep-alive\n\n")
 }
 

@@ -1,18 +1,16 @@
-//! Wiring: builds the store, hub and routes from settings and serves them until shutdown.
+//! The `serve` binary's wiring: one [`LogStreams`] built from settings, plus the routes only a
+//! standalone service has (health, readiness, metrics, CORS), served until shutdown.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::backoff::Backoff;
 use crate::config::Settings;
-use crate::metrics::Metrics;
+use crate::embed::LogStreams;
 use crate::routes::routes;
 use crate::shutdown::Shutdown;
-use crate::state::SharedState;
-use crate::store::Store;
-use crate::streams::LogStreams;
 
 /// How long shutdown may take before the remaining connections are cut.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
@@ -37,10 +35,11 @@ pub enum StartError {
     },
 }
 
-/// A built service: listening, with its hub running, ready to be awaited.
+/// A built service: listening, with its change stream starting, ready to be awaited.
 pub struct Application {
     addr: SocketAddr,
-    state: SharedState,
+    streams: LogStreams,
+    shutdown: Shutdown,
     listener: TcpListener,
     allowed_origins: Vec<String>,
 }
@@ -49,26 +48,25 @@ impl Application {
     /// Binds the listener (port 0 picks a free one) and starts the hub. MongoDB may be down:
     /// the service starts anyway and becomes ready when it can reach it.
     pub async fn build(settings: Settings, shutdown: Shutdown) -> Result<Self, StartError> {
-        let metrics = Arc::new(Metrics::default());
-        let store = Store::connect(&settings.mongodb, metrics.clone()).await.map_err(StartError::MongoUri)?;
-        let addr = settings.bind_addr();
+        let access = crate::access::from_settings(&settings.auth).map_err(StartError::Settings)?;
+        let addr = settings.http.bind;
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-        if settings.mongodb.migrate_on_start {
-            tokio::spawn(migrate_when_reachable(store.clone(), shutdown.clone()));
-        }
-        let access = crate::auth::from_settings(&settings.auth).map_err(StartError::Settings)?;
-        let streams = LogStreams::builder(store.collection().clone())
-            .settings(settings.sse.clone(), settings.limits.clone())
-            .access_boxed(access)
-            .shared(shutdown, metrics)
+        let signal = shutdown.clone();
+        let streams = LogStreams::connect(&settings.mongodb)
+            .await
+            .map_err(StartError::MongoUri)?
+            .keep_alive(settings.sse.keep_alive())
+            .retry(Duration::from_millis(settings.sse.retry_ms))
+            .max_streams(settings.limits.max_streams)
+            .max_body_bytes(settings.limits.max_body_bytes)
+            .access(access)
+            .shutdown_on(async move { signal.wait().await })
             .build();
-        Ok(Self {
-            addr,
-            state: streams.state().clone(),
-            listener,
-            allowed_origins: settings.cors.allowed_origins,
-        })
+        if settings.mongodb.migrate_on_start {
+            tokio::spawn(migrate_when_reachable(streams.clone(), shutdown.clone()));
+        }
+        Ok(Self { addr, streams, shutdown, listener, allowed_origins: settings.cors.allowed_origins })
     }
 
     /// Where it listens (the real port when `http.bind` asked for port 0).
@@ -76,20 +74,20 @@ impl Application {
         self.addr
     }
 
-    #[doc(hidden)]
-    pub fn state(&self) -> &SharedState {
-        &self.state
+    /// The streaming machinery it serves: liveness, metrics, shutdown.
+    pub fn streams(&self) -> &LogStreams {
+        &self.streams
     }
 
     /// Serves until shutdown, then ends every stream and returns within the grace period.
     pub async fn run_until_stopped(self) {
-        let shutdown = self.state.shutdown.clone();
+        let shutdown = self.shutdown.clone();
         let signal = {
             let shutdown = shutdown.clone();
             async move { shutdown.wait().await }
         };
         tracing::info!(addr = %self.addr, "listening");
-        let server = warp::serve(routes(self.state.clone(), &self.allowed_origins))
+        let server = warp::serve(routes(self.streams.state().clone(), &self.allowed_origins))
             .incoming(self.listener)
             .graceful(signal)
             .run();
@@ -104,19 +102,20 @@ impl Application {
     }
 }
 
-async fn migrate_when_reachable(store: Store, shutdown: Shutdown) {
-    let mut wait = Duration::from_millis(200);
+async fn migrate_when_reachable(streams: LogStreams, shutdown: Shutdown) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
-        match crate::migrations::apply(&store).await {
+        let wait = match streams.migrate().await {
             Ok(_) => return,
             Err(err) => {
-                tracing::warn!(error = %err, retry_in = ?wait, "migrations not applied yet")
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %err, retry_in = ?wait, "migrations not applied yet");
+                wait
             }
-        }
+        };
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = tokio::time::sleep(wait) => {}
         }
-        wait = (wait * 2).min(Duration::from_secs(10));
     }
 }

@@ -1,15 +1,20 @@
-//! MongoDB access: every query the service makes lives here, so its cost is easy to review.
+//! MongoDB access: every call the service makes lives here, so its cost is easy to review.
 //!
-//! Backlogs are read with one batched cursor sorted by `_id` (served by the
-//! `{type, id, _id}` index of migration 0001), never one query per line.
+//! Backlogs are read with one batched cursor sorted by `_id` (served by the `{type, id, _id}`
+//! index of migration 0001), never one query per line. The change stream runs on a client of
+//! its own when the store opens the connection itself, so live delivery never queues behind
+//! backlog reads; queries pass a gate no wider than their pool.
 
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bson::oid::ObjectId;
-use bson::{doc, Bson, Document};
+use bson::{doc, Document};
 use futures_util::TryStreamExt;
+use mongodb::change_stream::event::{ChangeStreamEvent, OperationType, ResumeToken};
+use mongodb::change_stream::ChangeStream;
+use mongodb::error::Result;
 use mongodb::event::cmap::CmapEvent;
 use mongodb::event::EventHandler;
 use mongodb::options::ClientOptions;
@@ -17,98 +22,152 @@ use mongodb::{Client, Collection, Cursor, Database};
 use tokio::sync::Semaphore;
 
 use crate::config::MongoSettings;
-use crate::key::LogKey;
+use crate::log::{LogKey, LogLine, DONE};
 use crate::metrics::Metrics;
-use crate::sse::DONE;
 
 /// Documents fetched per round trip while replaying a backlog.
 const BATCH_SIZE: u32 = 1000;
 /// The driver's connection pool size when the URI does not set `maxPoolSize`.
-const DEFAULT_POOL_SIZE: u32 = 10;
-
-/// One stored line: its `_id` (for de-duplication and catch-up) and its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
-    pub oid: ObjectId,
-    pub text: String,
-    /// When MongoDB committed it, for lines that came from the change stream.
-    pub inserted_at: Option<SystemTime>,
-}
-
-impl LogLine {
-    pub fn is_done(&self) -> bool {
-        self.text == DONE
-    }
-
-    /// Reads a stored document; `None` for one without an ObjectId `_id`, which cannot be
-    /// ordered or de-duplicated and so is not served (logged once here).
-    pub fn from_document(document: &Document) -> Option<Self> {
-        let Ok(oid) = document.get_object_id("_id") else {
-            tracing::warn!(id = ?document.get("_id"), "skipping a log document whose _id is not an ObjectId");
-            return None;
-        };
-        let text = match document.get("log") {
-            Some(Bson::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-            None => String::new(),
-        };
-        Some(Self { oid, text, inserted_at: None })
-    }
-}
+pub(crate) const DEFAULT_POOL_SIZE: u32 = 10;
+/// Where `migrate` records what it applied.
+const MIGRATION_RECORDS: &str = "sse_logs_migrations";
 
 /// A page of a log, as the snapshot route answers it.
 #[derive(Debug)]
-pub struct Page {
+pub(crate) struct Page {
     pub lines: Vec<String>,
     pub next: u64,
     pub done: bool,
 }
 
+/// What a line cursor yields: every document takes a line position, readable or not.
+#[derive(Debug)]
+pub(crate) enum Stored {
+    Line(LogLine),
+    /// A document without an ObjectId `_id`: it counts, but is not served.
+    Unreadable,
+}
+
+/// A backlog read in `_id` order, one batch per round trip.
+pub(crate) struct LineCursor {
+    cursor: Cursor<Document>,
+    gate: Arc<Semaphore>,
+}
+
+impl LineCursor {
+    /// The next stored document, `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<Stored>> {
+        let _slot = self.gate.acquire().await.expect("the gate is never closed");
+        let document = self.cursor.try_next().await?;
+        Ok(document.map(|d| LogLine::from_document(&d).map_or(Stored::Unreadable, Stored::Line)))
+    }
+}
+
+/// What the change stream reported.
+#[derive(Debug)]
+pub(crate) enum Change {
+    /// A line was inserted; `committed` is the cluster time (second resolution).
+    Inserted { key: LogKey, line: LogLine, committed: Option<SystemTime> },
+    /// The collection was dropped or renamed: the stream cannot go on.
+    Invalidated,
+    /// Something that is not a line (a document of no log, another operation).
+    Ignored,
+}
+
+/// The collection's inserts, as a change stream.
+pub(crate) struct Inserts {
+    stream: ChangeStream<ChangeStreamEvent<Document>>,
+}
+
+impl Inserts {
+    /// The next change; `None` when the server answered with an empty batch (caught up).
+    pub async fn next(&mut self) -> Result<Option<Change>> {
+        let Some(event) = self.stream.next_if_any().await? else { return Ok(None) };
+        Ok(Some(match event.operation_type {
+            OperationType::Insert => {
+                let committed = event.cluster_time.map(|at| UNIX_EPOCH + Duration::from_secs(at.time.into()));
+                let parsed = event
+                    .full_document
+                    .as_ref()
+                    .and_then(|d| Some((LogKey::of_document(d)?, LogLine::from_document(d)?)));
+                match parsed {
+                    Some((key, mut line)) => {
+                        line.inserted_at = event.wall_time.map(SystemTime::from);
+                        Change::Inserted { key, line, committed }
+                    }
+                    None => Change::Ignored,
+                }
+            }
+            OperationType::Invalidate => Change::Invalidated,
+            _ => Change::Ignored,
+        }))
+    }
+
+    pub fn resume_token(&self) -> Option<ResumeToken> {
+        self.stream.resume_token()
+    }
+}
+
 /// Handle on the log collection; cheap to clone (the driver pools connections inside).
 #[derive(Clone, Debug)]
-pub struct Store {
+pub(crate) struct Store {
     database: Database,
     collection: Collection<Document>,
-    /// Limits the queries in flight to fewer than the pool's connections, so that thousands of
-    /// streams opening at once never starve the change stream of a connection.
+    /// The same collection on the client that carries the change stream.
+    watched: Collection<Document>,
+    /// Limits the queries in flight to what their pool holds (fewer when the change stream
+    /// shares that pool), so thousands of streams opening at once queue here, cancellably.
     gate: Arc<Semaphore>,
 }
 
 impl Store {
-    /// Builds a client without contacting the server, so the service starts while MongoDB is
+    /// Builds the clients without contacting the server, so the service starts while MongoDB is
     /// down. Fails only for a URI that cannot be parsed.
-    pub async fn connect(settings: &MongoSettings, metrics: Arc<Metrics>) -> mongodb::error::Result<Self> {
+    pub async fn connect(settings: &MongoSettings, metrics: Arc<Metrics>) -> Result<Self> {
         let mut options = ClientOptions::parse(&settings.uri).await?;
         options.app_name.get_or_insert_with(|| "sse-logs".to_owned());
-        metrics.mongodb_pool_size.set(options.max_pool_size.unwrap_or(DEFAULT_POOL_SIZE).into());
-        // Counted from the driver's own events: the proof that viewers do not cost connections.
-        options.cmap_event_handler = Some(EventHandler::callback(move |event| match event {
-            CmapEvent::ConnectionCreated(_) => {
-                metrics.mongodb_connections.inc();
-            }
-            CmapEvent::ConnectionClosed(_) => {
-                metrics.mongodb_connections.dec();
-            }
-            _ => {}
-        }));
         // A request should fail fast with 503 rather than hang for the driver's default 30 s.
         options.server_selection_timeout.get_or_insert(Duration::from_secs(5));
         let pool = options.max_pool_size.unwrap_or(DEFAULT_POOL_SIZE);
-        let client = Client::with_options(options)?;
-        let collection = client.database(&settings.database).collection(&settings.collection);
-        Ok(Self::with_pool(collection, pool))
+        // The change stream's getMore waits on the server for new lines; on a client of its own
+        // it never waits for a connection behind backlog reads, whatever the pool size.
+        let mut watch_options = options.clone();
+        watch_options.max_pool_size = Some(1);
+        watch_options.min_pool_size = None;
+        metrics.mongodb_pool_size.set(pool.into());
+        // Counted from the driver's own events: the proof that viewers do not cost connections.
+        let counter = metrics.clone();
+        options.cmap_event_handler = Some(EventHandler::callback(move |event| match event {
+            CmapEvent::ConnectionCreated(_) => counter.mongodb_connections.inc(),
+            CmapEvent::ConnectionClosed(_) => counter.mongodb_connections.dec(),
+            _ => {}
+        }));
+        let collection =
+            Client::with_options(options)?.database(&settings.database).collection(&settings.collection);
+        let watched = Client::with_options(watch_options)?
+            .database(&settings.database)
+            .collection(&settings.collection);
+        Ok(Self::new(collection, watched, pool, &metrics))
     }
 
-    /// Uses a collection the caller already has (an embedding app's own client and pool, assumed
-    /// to have the driver's default size).
-    pub fn from_collection(collection: Collection<Document>) -> Self {
-        Self::with_pool(collection, DEFAULT_POOL_SIZE)
+    /// Uses a collection the caller already has (an embedding app's own client, whose pool holds
+    /// `pool` connections); the change stream shares that pool, so queries leave it two.
+    pub fn from_collection(collection: Collection<Document>, pool: u32, metrics: &Metrics) -> Self {
+        metrics.mongodb_pool_size.set(pool.into());
+        Self::new(collection.clone(), collection, pool.saturating_sub(2), metrics)
     }
 
-    fn with_pool(collection: Collection<Document>, pool: u32) -> Self {
+    fn new(
+        collection: Collection<Document>,
+        watched: Collection<Document>,
+        slots: u32,
+        metrics: &Metrics,
+    ) -> Self {
+        let slots = slots.max(1);
+        metrics.mongodb_query_slots.set(slots.into());
         let database = collection.client().database(&collection.namespace().db);
-        let queries = usize::try_from(pool.saturating_sub(2).max(1)).unwrap_or(1);
-        Self { database, collection, gate: Arc::new(Semaphore::new(queries)) }
+        let slots = usize::try_from(slots).unwrap_or(1);
+        Self { database, collection, watched, gate: Arc::new(Semaphore::new(slots)) }
     }
 
     /// Runs one driver call once a query slot is free.
@@ -117,67 +176,51 @@ impl Store {
         call.await
     }
 
-    pub fn database(&self) -> &Database {
-        &self.database
-    }
-
-    pub fn collection(&self) -> &Collection<Document> {
-        &self.collection
+    /// Follows the collection's inserts from `token` (or from now).
+    pub async fn watch_inserts(&self, token: Option<ResumeToken>) -> Result<Inserts> {
+        let pipeline = [doc! { "$match": { "operationType": { "$in": ["insert", "invalidate"] } } }];
+        let stream = self.watched.watch().pipeline(pipeline).resume_after(token).await?;
+        Ok(Inserts { stream })
     }
 
     /// Lines of the log from position `skip + 1` on, in `_id` order.
-    pub async fn lines_from(&self, key: &LogKey, skip: u64) -> mongodb::error::Result<Cursor<Document>> {
-        let find = self
-            .collection
-            .find(key.filter())
-            .sort(doc! { "_id": 1 })
-            .skip(skip)
-            .projection(doc! { "_id": 1, "log": 1 })
-            .batch_size(BATCH_SIZE);
-        self.gated(find.into_future()).await
+    pub async fn lines_from(&self, key: &LogKey, skip: u64) -> Result<LineCursor> {
+        self.lines(key.filter(), skip).await
     }
 
     /// Lines of the log whose `_id` is greater than `after`: how a subscriber catches up.
-    pub async fn lines_after(
-        &self,
-        key: &LogKey,
-        after: ObjectId,
-    ) -> mongodb::error::Result<Cursor<Document>> {
-        self.lines_by_id(key, doc! { "$gt": after }).await
+    pub async fn lines_after(&self, key: &LogKey, after: ObjectId) -> Result<LineCursor> {
+        let mut filter = key.filter();
+        filter.insert("_id", doc! { "$gt": after });
+        self.lines(filter, 0).await
     }
 
     /// Lines of the log made at or after `since` (by ObjectId time), and how many come before.
-    pub async fn lines_since(
-        &self,
-        key: &LogKey,
-        since: SystemTime,
-    ) -> mongodb::error::Result<(u64, Cursor<Document>)> {
+    pub async fn lines_since(&self, key: &LogKey, since: SystemTime) -> Result<(u64, LineCursor)> {
         let bound = oid_at(since);
         let mut before = key.filter();
         before.insert("_id", doc! { "$lt": bound });
         let count = self.gated(self.collection.count_documents(before).into_future()).await?;
-        Ok((count, self.lines_by_id(key, doc! { "$gte": bound }).await?))
+        let mut recent = key.filter();
+        recent.insert("_id", doc! { "$gte": bound });
+        Ok((count, self.lines(recent, 0).await?))
     }
 
-    async fn lines_by_id(
-        &self,
-        key: &LogKey,
-        condition: Document,
-    ) -> mongodb::error::Result<Cursor<Document>> {
-        let mut filter = key.filter();
-        filter.insert("_id", condition);
+    async fn lines(&self, filter: Document, skip: u64) -> Result<LineCursor> {
         let find = self
             .collection
             .find(filter)
             .sort(doc! { "_id": 1 })
+            .skip(skip)
             .projection(doc! { "_id": 1, "log": 1 })
             .batch_size(BATCH_SIZE);
-        self.gated(find.into_future()).await
+        let cursor = self.gated(find.into_future()).await?;
+        Ok(LineCursor { cursor, gate: self.gate.clone() })
     }
 
     /// The line number of the `[DONE]` document, if the log has ended. A log has ended when its
     /// last document is `[DONE]`; this costs one index lookup and one index count.
-    pub async fn done_position(&self, key: &LogKey) -> mongodb::error::Result<Option<u64>> {
+    pub async fn done_position(&self, key: &LogKey) -> Result<Option<u64>> {
         let last = self
             .collection
             .find_one(key.filter())
@@ -191,12 +234,12 @@ impl Store {
     }
 
     /// How many documents (line positions) the log has.
-    pub async fn count(&self, key: &LogKey) -> mongodb::error::Result<u64> {
+    pub async fn count(&self, key: &LogKey) -> Result<u64> {
         self.gated(self.collection.count_documents(key.filter()).into_future()).await
     }
 
     /// Up to `limit` positions of the log after `from`, stopping at `[DONE]`.
-    pub async fn page(&self, key: &LogKey, from: u64, limit: u64) -> mongodb::error::Result<Page> {
+    pub async fn page(&self, key: &LogKey, from: u64, limit: u64) -> Result<Page> {
         let find = self
             .collection
             .find(key.filter())
@@ -205,18 +248,19 @@ impl Store {
             .limit(i64::try_from(limit).unwrap_or(i64::MAX))
             .projection(doc! { "_id": 1, "log": 1 })
             .batch_size(BATCH_SIZE);
-        let mut cursor = self.gated(find.into_future()).await?;
+        let mut cursor =
+            LineCursor { cursor: self.gated(find.into_future()).await?, gate: self.gate.clone() };
         let mut page = Page { lines: Vec::new(), next: from, done: false };
-        while let Some(document) = self.gated(cursor.try_next()).await? {
+        while let Some(stored) = cursor.next().await? {
             page.next += 1;
-            let Some(line) = LogLine::from_document(&document) else {
-                continue;
-            };
-            if line.is_done() {
-                page.done = true;
-                return Ok(page);
+            match stored {
+                Stored::Line(line) if line.is_done() => {
+                    page.done = true;
+                    return Ok(page);
+                }
+                Stored::Line(line) => page.lines.push(line.text),
+                Stored::Unreadable => {}
             }
-            page.lines.push(line.text);
         }
         if page.lines.is_empty() && from > 0 {
             // An empty window past the end: the client already has everything if the log ended.
@@ -227,7 +271,7 @@ impl Store {
 
     /// Appends lines (and `[DONE]` when `done`) with one ordered `insert_many`; returns the number
     /// of positions the log now has.
-    pub async fn append(&self, key: &LogKey, lines: &[String], done: bool) -> mongodb::error::Result<u64> {
+    pub async fn append(&self, key: &LogKey, lines: &[String], done: bool) -> Result<u64> {
         let stored_id = key.stored_id();
         let texts = lines.iter().map(String::as_str).chain(done.then_some(DONE));
         let documents: Vec<Document> = texts
@@ -246,13 +290,29 @@ impl Store {
         self.count(key).await
     }
 
-    /// The next document of a backlog cursor: `None` at the end, `Some(None)` for a document
-    /// that is not a readable line (it still takes a position).
-    pub async fn next_line(
-        &self,
-        cursor: &mut Cursor<Document>,
-    ) -> mongodb::error::Result<Option<Option<LogLine>>> {
-        Ok(self.gated(cursor.try_next()).await?.map(|d| LogLine::from_document(&d)))
+    /// Whether the migration `name` is recorded as applied.
+    pub async fn migration_applied(&self, name: &str) -> Result<bool> {
+        let records = self.database.collection::<Document>(MIGRATION_RECORDS);
+        Ok(self.gated(records.find_one(doc! { "_id": name }).into_future()).await?.is_some())
+    }
+
+    /// Runs a migration's command and records it as applied.
+    pub async fn apply_migration(&self, name: &str, command: Document) -> Result<()> {
+        self.gated(self.database.run_command(command).into_future()).await?;
+        let records = self.database.collection::<Document>(MIGRATION_RECORDS);
+        let record = records
+            .update_one(
+                doc! { "_id": name },
+                doc! { "$setOnInsert": { "applied_at": bson::DateTime::now() } },
+            )
+            .upsert(true);
+        self.gated(record.into_future()).await?;
+        Ok(())
+    }
+
+    /// The name of the log collection (migrations address it).
+    pub fn collection_name(&self) -> &str {
+        self.collection.name()
     }
 }
 

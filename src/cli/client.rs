@@ -5,12 +5,11 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::key::LogKey;
+use crate::backoff::Backoff;
+use crate::log::LogKey;
 
 /// How long `push` keeps retrying one batch through an outage before it gives up.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub enum AppendError {
@@ -126,7 +125,7 @@ impl ApiClient {
     /// Learns how many positions the log has; fails if it has ended.
     pub async fn find_end(&mut self, key: &LogKey) -> Result<(), AppendError> {
         let started = Instant::now();
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = retry_backoff();
         let mut from = 0;
         loop {
             match self.page(key, from, 10_000).await {
@@ -150,7 +149,7 @@ impl ApiClient {
         done: bool,
     ) -> Result<u64, AppendError> {
         let started = Instant::now();
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = retry_backoff();
         let url = self.log_url(key, "");
         loop {
             let request = self.authorize(self.http.post(&url)).json(&json!({ "lines": lines, "done": done }));
@@ -185,13 +184,18 @@ impl ApiClient {
     }
 }
 
+/// The pacing of every retry of `push` and `tail`.
+pub fn retry_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
+}
+
 /// Sleeps before a retry, or gives up when retrying has gone on too long.
-pub async fn wait(backoff: &mut Duration, started: Instant, reason: &str) -> Result<(), String> {
+pub async fn wait(backoff: &mut Backoff, started: Instant, reason: &str) -> Result<(), String> {
     if started.elapsed() > GIVE_UP_AFTER {
         return Err(format!("giving up after {:?}: {reason}", GIVE_UP_AFTER));
     }
-    eprintln!("sse-logs: {reason}; retrying in {backoff:?}");
-    tokio::time::sleep(*backoff).await;
-    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    let delay = backoff.next_delay();
+    eprintln!("sse-logs: {reason}; retrying in {delay:?}");
+    tokio::time::sleep(delay).await;
     Ok(())
 }

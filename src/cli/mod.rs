@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
-use crate::key::LogKey;
+use crate::log::LogKey;
 use crate::shutdown::{os_signal, Shutdown};
 use crate::startup::Application;
 use crate::store::Store;
@@ -178,7 +178,7 @@ fn token(settings: &Settings, logs: Vec<String>, write: Vec<String>, ttl: u64) -
     if logs.is_empty() && write.is_empty() {
         return Err("name at least one --logs or --write scope".into());
     }
-    println!("{}", crate::auth::mint(secret, logs, write, ttl));
+    println!("{}", crate::access::mint(secret, logs, write, ttl));
     Ok(())
 }
 

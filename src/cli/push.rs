@@ -10,7 +10,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
 use super::client::{ApiClient, AppendError};
-use crate::key::LogKey;
+use crate::log::LogKey;
 use crate::store::Store;
 
 const MAX_BATCH_LINES: usize = 1000;

@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::client::{wait, ApiClient};
-use crate::key::LogKey;
+use super::client::{retry_backoff, wait, ApiClient};
+use crate::log::LogKey;
 
 /// A stream that sent nothing, not even a keep-alive, for this long is considered dead.
 const SILENCE_LIMIT: Duration = Duration::from_secs(60);
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
 
 #[derive(serde::Deserialize)]
 struct JsonLine {
@@ -56,7 +55,7 @@ async fn follow_stream(
     out: &mut (impl AsyncWrite + Unpin),
 ) -> Result<(), String> {
     let mut have = from;
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = retry_backoff();
     let mut started = Instant::now();
     loop {
         let url = client.log_url(key, &format!("/stream?format=json&from={have}"));
@@ -75,7 +74,8 @@ async fn follow_stream(
                     Ended::Done => return Ok(()),
                     Ended::Dropped(reason) => {
                         if have > before {
-                            (backoff, started) = (BACKOFF_MIN, Instant::now());
+                            backoff.reset();
+                            started = Instant::now();
                         }
                         reason
                     }

@@ -4,9 +4,8 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
-use super::with_state;
+use super::{with_state, SharedState};
 use crate::error::ApiError;
-use crate::state::SharedState;
 
 /// GET /healthz: the process is up.
 pub fn healthz() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
@@ -18,7 +17,7 @@ pub fn healthz() -> impl Filter<Extract = (Response,), Error = warp::Rejection> 
 /// GET /readyz: MongoDB is reachable and the change stream is running.
 pub fn readyz(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("readyz").and(warp::get()).and(with_state(state)).map(|state: SharedState| {
-        if state.hub.is_live() {
+        if state.sessions.hub.is_live() {
             let body = warp::reply::json(&serde_json::json!({ "status": "ready" }));
             warp::reply::with_status(body, StatusCode::OK).into_response()
         } else {
@@ -30,8 +29,7 @@ pub fn readyz(state: SharedState) -> impl Filter<Extract = (Response,), Error = 
 /// GET /metrics: Prometheus text format.
 pub fn metrics(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("metrics").and(warp::get()).and(with_state(state)).map(|state: SharedState| {
-        let text =
-            state.metrics.render(state.hub.subscriber_count(), state.hub.log_count(), state.hub.is_live());
+        let text = state.sessions.metrics_text();
         warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4").into_response()
     })
 }

@@ -8,11 +8,10 @@ use warp::reply::{Reply, Response};
 use warp::Filter;
 
 use super::params::{incoming, Incoming, Segment};
+use super::{respond, SharedState};
 use crate::access::Action;
-use crate::error::{respond, ApiError};
-use crate::key::LogKey;
-use crate::sse::DONE;
-use crate::state::SharedState;
+use crate::error::ApiError;
+use crate::log::{LogKey, DONE};
 
 const DEFAULT_LIMIT: u64 = 1000;
 const MAX_LIMIT: u64 = 10_000;
@@ -30,31 +29,32 @@ struct Snapshot<'a> {
 
 /// GET /api/v1/logs/{type}/{id}?from=N&limit=M
 pub fn snapshot(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    warp::path!("api" / "v1" / "logs" / Segment / Segment).and(warp::get()).and(incoming(state)).then(
-        |log_type: Segment, id: Segment, request: Incoming| async move {
-            let answer = async {
-                let query = request.query()?;
-                let key = LogKey::new(log_type.0, id.0);
-                request.authorize(&query, &key, Action::Read).await?;
-                let from = query.count("from")?.unwrap_or(0);
-                let limit = query.count("limit")?.unwrap_or(DEFAULT_LIMIT);
-                if !(1..=MAX_LIMIT).contains(&limit) {
-                    return Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_LIMIT}")));
-                }
-                let page = request.state.store.page(&key, from, limit).await?;
-                let body = Snapshot {
-                    log_type: &key.log_type,
-                    id: &key.id,
-                    from,
-                    lines: page.lines,
-                    next: page.next,
-                    done: page.done,
-                };
-                Ok(warp::reply::json(&body).into_response())
-            };
-            respond(answer.await)
-        },
-    )
+    warp::path!("api" / "v1" / "logs" / Segment / Segment)
+        .and(warp::get())
+        .and(incoming(state))
+        .then(read_snapshot)
+        .map(respond)
+}
+
+async fn read_snapshot(log_type: Segment, id: Segment, request: Incoming) -> Result<Response, ApiError> {
+    let query = request.query()?;
+    let key = LogKey::new(log_type.0, id.0);
+    request.authorize(&query, &key, Action::Read).await?;
+    let from = query.count("from")?.unwrap_or(0);
+    let limit = query.count("limit")?.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_LIMIT}")));
+    }
+    let page = request.state.sessions.store.page(&key, from, limit).await?;
+    let body = Snapshot {
+        log_type: &key.log_type,
+        id: &key.id,
+        from,
+        lines: page.lines,
+        next: page.next,
+        done: page.done,
+    };
+    Ok(warp::reply::json(&body).into_response())
 }
 
 #[derive(Deserialize)]
@@ -78,24 +78,33 @@ pub fn append(state: SharedState) -> impl Filter<Extract = (Response,), Error = 
         .and(warp::post())
         .and(incoming(state))
         .and(warp::body::stream())
-        .then(|log_type: Segment, id: Segment, request: Incoming, body| async move {
-            let answer = async {
-                let key = LogKey::new(log_type.0, id.0);
-                request.authorize(&request.query()?, &key, Action::Write).await?;
-                let store = &request.state.store;
-                let body = read_body(body, request.state.limits.max_body_bytes).await?;
-                let content_type = request.headers.get("content-type").and_then(|v| v.to_str().ok());
-                let (lines, done) = parse_lines(content_type, &body)?;
-                if store.done_position(&key).await?.is_some() {
-                    return Err(ApiError::LogFinished);
-                }
-                let next = store.append(&key, &lines, done).await?;
-                let appended = lines.len() + usize::from(done);
-                let reply = warp::reply::json(&Appended { appended, next });
-                Ok(warp::reply::with_status(reply, StatusCode::CREATED).into_response())
-            };
-            respond(answer.await)
-        })
+        .then(append_lines)
+        .map(respond)
+}
+
+async fn append_lines<S, B>(
+    log_type: Segment,
+    id: Segment,
+    request: Incoming,
+    body: S,
+) -> Result<Response, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let key = LogKey::new(log_type.0, id.0);
+    request.authorize(&request.query()?, &key, Action::Write).await?;
+    let store = &request.state.sessions.store;
+    let body = read_body(body, request.state.limits.max_body_bytes).await?;
+    let content_type = request.headers.get("content-type").and_then(|v| v.to_str().ok());
+    let (lines, done) = parse_lines(content_type, &body)?;
+    if store.done_position(&key).await?.is_some() {
+        return Err(ApiError::LogFinished);
+    }
+    let next = store.append(&key, &lines, done).await?;
+    let appended = lines.len() + usize::from(done);
+    let reply = warp::reply::json(&Appended { appended, next });
+    Ok(warp::reply::with_status(reply, StatusCode::CREATED).into_response())
 }
 
 /// Reads the body up to `limit` bytes; a larger one is refused without reading it all.

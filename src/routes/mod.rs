@@ -1,24 +1,56 @@
 //! The HTTP routes, one function per route, combined into one filter with one `recover`.
+//!
+//! Each route is a filter (`/// GET /path`) that hands a named async handler what it parsed;
+//! handlers return `Result<Response, ApiError>` and [`respond`] turns errors into the contract's
+//! JSON.
 
 mod health;
+mod live;
 mod logs;
 mod params;
-mod stream;
 mod viewer;
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
+use tokio::sync::Semaphore;
 use warp::filters::BoxedFilter;
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
-use crate::error::recover;
-use crate::state::SharedState;
+use crate::access::AccessCheck;
+use crate::config::Limits;
+use crate::error::{recover, ApiError};
+use crate::session::Sessions;
+
+/// What every route shares: the sessions' machinery (store, hub, metrics, shutdown), the
+/// access check and the limits.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub sessions: Arc<Sessions>,
+    pub access: Box<dyn AccessCheck>,
+    pub limits: Limits,
+    /// One permit per open stream, so `limits.max_streams` is a hard cap.
+    pub stream_slots: Arc<Semaphore>,
+}
+
+pub(crate) type SharedState = Arc<AppState>;
+
+impl AppState {
+    pub fn new(sessions: Sessions, access: Box<dyn AccessCheck>, limits: Limits) -> SharedState {
+        Arc::new(Self {
+            sessions: Arc::new(sessions),
+            access,
+            stream_slots: Arc::new(Semaphore::new(limits.max_streams)),
+            limits,
+        })
+    }
+}
 
 /// Every route of the `serve` binary; errors leave as the contract's JSON. With allowed
 /// origins, browsers on those origins may use the API (credentials included); without, only
 /// the same origin.
-pub fn routes(state: SharedState, allowed_origins: &[String]) -> BoxedFilter<(Response,)> {
+pub(crate) fn routes(state: SharedState, allowed_origins: &[String]) -> BoxedFilter<(Response,)> {
     let all = log_routes(state.clone())
         .or(health::healthz())
         .unify()
@@ -26,7 +58,7 @@ pub fn routes(state: SharedState, allowed_origins: &[String]) -> BoxedFilter<(Re
         .unify()
         .or(health::metrics(state.clone()))
         .unify();
-    let metrics = state.metrics.clone();
+    let metrics = state.sessions.metrics.clone();
     let count = warp::log::custom(move |info| {
         metrics.http_responses.with_label_values(&[info.status().as_str()]).inc()
     });
@@ -48,9 +80,11 @@ pub fn routes(state: SharedState, allowed_origins: &[String]) -> BoxedFilter<(Re
 }
 
 /// The routes an embedding app mounts (see [`crate::LogStreams::filter`]).
-pub fn log_routes(state: SharedState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    stream::seed_stream(state.clone())
-        .or(stream::log_stream(state.clone()))
+pub(crate) fn log_routes(
+    state: SharedState,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    live::seed_stream(state.clone())
+        .or(live::log_stream(state.clone()))
         .unify()
         .or(logs::snapshot(state.clone()))
         .unify()
@@ -63,4 +97,9 @@ pub fn log_routes(state: SharedState) -> impl Filter<Extract = (Response,), Erro
 /// Hands the shared state to a handler.
 fn with_state(state: SharedState) -> impl Filter<Extract = (SharedState,), Error = Infallible> + Clone {
     warp::any().map(move || state.clone())
+}
+
+/// Answers a handler's result: the response, or its error as the contract's JSON.
+fn respond(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(Reply::into_response)
 }

@@ -9,10 +9,10 @@ use std::convert::Infallible;
 use warp::http::HeaderMap;
 use warp::Filter;
 
+use super::SharedState;
 use crate::access::{authorize, Action};
 use crate::error::ApiError;
-use crate::key::LogKey;
-use crate::state::SharedState;
+use crate::log::LogKey;
 
 /// A path segment, percent-decoded (`/logs/ci%20job/7`).
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::Value;
-use sse_logs::auth::Claims;
+use sse_logs::access::Claims;
 use sse_logs::Settings;
 use warp::Filter;
 

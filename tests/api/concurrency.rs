@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bson::doc;
+use futures_util::StreamExt;
 use rand::Rng;
 
-use crate::helpers::{assert_gets_every_line_once, spawn_app, PATIENCE};
+use crate::helpers::{assert_gets_every_line_once, mongodb_uri, spawn_app, spawn_app_against, PATIENCE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_joining_at_random_moments_get_every_line_exactly_once() {
@@ -73,9 +74,91 @@ async fn a_thousand_streams_on_one_log_all_get_every_line_within_the_connection_
     for reader in readers {
         tokio::time::timeout(PATIENCE * 3, reader).await.expect("reader finishes").unwrap();
     }
-    let metrics = &app.state.metrics;
-    let connections = metrics.mongodb_connections.get();
-    let pool = metrics.mongodb_pool_size.get();
+    let connections = app.metric("sse_logs_mongodb_connections");
+    let pool = app.metric("sse_logs_mongodb_pool_size");
     assert!(connections <= pool, "{connections} MongoDB connections for {STREAMS} streams; pool is {pool}");
-    assert!(connections >= 1, "the driver's connection count is observed");
+    assert!(connections >= 1.0, "the driver's connection count is observed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_max_pool_size_3_live_lines_reach_an_open_viewer_while_a_thousand_streams_read_a_backlog() {
+    const BURST: usize = 1000;
+    const BACKLOG: usize = 500;
+    const LIVE: usize = 20;
+    let base = mongodb_uri();
+    let uri =
+        if base.contains('?') { format!("{base}&maxPoolSize=3") } else { format!("{base}/?maxPoolSize=3") };
+    let app = Arc::new(spawn_app_against(&uri, &[], true).await);
+    // The query gate follows the URI's pool (it ignored it and allowed 8 before).
+    assert_eq!(app.metric("sse_logs_mongodb_pool_size"), 3.0);
+    assert_eq!(app.metric("sse_logs_mongodb_query_slots"), 3.0);
+
+    let backlog: Vec<String> =
+        (1..=BACKLOG).map(|k| format!("backlog line {k} {}", "x".repeat(60))).collect();
+    for chunk in backlog.chunks(250) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        app.write("long", 1_i64, &refs).await;
+    }
+    let mut viewer = app.get_stream(&app.stream_url("live", "1", "")).await;
+
+    // The burst: every stream reads the whole backlog, then says so.
+    let (started, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (first_bytes_tx, mut first_bytes) = tokio::sync::mpsc::channel::<()>(BURST);
+    let last_id = format!("id: {BACKLOG}\n");
+    let mut burst = Vec::new();
+    for _ in 0..BURST {
+        let (app, started, finished, tx, last_id) =
+            (app.clone(), started.clone(), finished.clone(), first_bytes_tx.clone(), last_id.clone());
+        burst.push(tokio::spawn(async move {
+            let response = app.http.get(app.stream_url("long", "1", "")).send().await.expect("burst stream");
+            assert_eq!(response.status(), 200);
+            let mut body = response.bytes_stream();
+            let mut tail: Vec<u8> = Vec::new();
+            let mut counted = false;
+            while let Some(chunk) =
+                tokio::time::timeout(PATIENCE, body.next()).await.expect("burst bytes in time")
+            {
+                let chunk = chunk.expect("burst body");
+                if !counted && chunk.windows(6).any(|w| w == b"\nid: 1") {
+                    counted = true;
+                    started.fetch_add(1, Ordering::SeqCst);
+                    let _ = tx.try_send(());
+                }
+                tail.extend_from_slice(&chunk);
+                if tail.windows(last_id.len()).any(|w| w == last_id.as_bytes()) {
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+                let keep = tail.len().saturating_sub(last_id.len());
+                tail.drain(..keep);
+            }
+            panic!("a burst stream ended before its backlog");
+        }));
+    }
+    // Write only once backlog reads are under way.
+    tokio::time::timeout(PATIENCE, first_bytes.recv()).await.expect("the burst starts reading");
+
+    let mut finished_when_received = Vec::new();
+    for k in 1..=LIVE {
+        app.write("live", 1_i64, &[&format!("live line {k}")]).await;
+        let event = viewer.next_event().await;
+        assert_eq!(
+            (event.id.as_str(), event.data.as_str()),
+            (k.to_string().as_str(), format!("live line {k}").as_str())
+        );
+        finished_when_received.push(finished.load(Ordering::SeqCst));
+    }
+    for task in burst {
+        tokio::time::timeout(PATIENCE * 3, task).await.expect("burst stream finishes").unwrap();
+    }
+    assert_eq!(finished.load(Ordering::SeqCst), BURST);
+    assert!(
+        finished_when_received.iter().all(|&done| done < BURST),
+        "live lines waited for the burst: streams done when each line arrived {finished_when_received:?}"
+    );
+    println!(
+        "{LIVE} live lines arrived while {} to {} of {BURST} burst streams had finished their backlog",
+        finished_when_received[0],
+        finished_when_received[LIVE - 1]
+    );
 }

@@ -9,8 +9,8 @@ use mongodb::Collection;
 use tokio::sync::watch;
 
 use crate::helpers::{
-    assert_gets_every_line_once, spawn_app, spawn_app_against, spawn_app_with, wait_until_live, Item,
-    PATIENCE,
+    assert_gets_every_line_once, resident_memory_bytes, spawn_app, spawn_app_against, spawn_app_with,
+    wait_until_live, Item, PATIENCE,
 };
 use crate::mongo_server::MongoServer;
 
@@ -62,9 +62,9 @@ async fn streams_survive_a_mongodb_restart_without_losing_or_repeating_a_line() 
 
     progress.wait_for(|n| *n >= TOTAL / 3).await.unwrap();
     server.stop();
-    wait_until_live(&app.state, false).await;
+    wait_until_live(&app.streams, false).await;
     server.start();
-    wait_until_live(&app.state, true).await;
+    wait_until_live(&app.streams, true).await;
 
     writer.await.unwrap();
     let stored = app.logs.count_documents(doc! {}).await.unwrap();
@@ -86,7 +86,7 @@ async fn a_dropped_collection_makes_subscribers_resync_and_carry_on() {
     let rest: Vec<(String, String)> =
         client.collect_to_end().await.into_iter().map(|e| (e.id, e.data)).collect();
     assert_eq!(rest, [("3".into(), "line 3".into()), ("4".into(), "[DONE]".into())]);
-    assert!(app.state.metrics.resyncs.get() >= 1, "the resync path ran");
+    assert!(app.metric("sse_logs_resyncs_total") >= 1.0, "the resync path ran");
 }
 
 #[tokio::test]
@@ -112,7 +112,7 @@ async fn with_mongodb_unreachable_the_service_starts_and_streams_wait_until_it_i
     assert_eq!(client.next_item().await, Item::Comment("keep-alive".into()), "waits with keep-alives");
 
     server.start();
-    wait_until_live(&app.state, true).await;
+    wait_until_live(&app.streams, true).await;
     let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     app.write("deploy", 1_i64, &["line 1", "[DONE]"]).await;
@@ -146,7 +146,7 @@ async fn a_slow_client_catches_up_from_mongodb_and_never_delays_a_fast_one() {
     app.write("deploy", 1_i64, &["[DONE]"]).await;
     tokio::time::timeout(PATIENCE * 3, fast_reader).await.expect("the fast client is not held up").unwrap();
     assert!(
-        app.state.metrics.slow_client_catch_ups.get() >= 1,
+        app.metric("sse_logs_slow_client_catch_ups_total") >= 1.0,
         "the slow client overflowed its queue and was dropped from the hub"
     );
 
@@ -172,18 +172,22 @@ async fn ten_thousand_connects_and_disconnects_leave_no_subscriber_and_flat_memo
     for round in 0..CYCLES / AT_ONCE {
         futures_util::future::join_all((0..AT_ONCE).map(|_| cycle(app.clone()))).await;
         if round == 2000 / AT_ONCE {
-            rss_after_warm_up = sse_logs::metrics::resident_memory_bytes().unwrap();
+            rss_after_warm_up = resident_memory_bytes();
         }
     }
     let deadline = Instant::now() + PATIENCE;
-    while app.state.hub.subscriber_count() > 0 || app.state.metrics.open_streams() > 0 {
-        assert!(Instant::now() < deadline, "subscriptions leaked: {}", app.state.hub.subscriber_count());
+    while app.metric("sse_logs_hub_subscribers") > 0.0 || app.metric("sse_logs_streams_open") > 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "subscriptions leaked: {}",
+            app.metric("sse_logs_hub_subscribers")
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(app.state.metrics.streams_opened_total(), CYCLES as u64);
+    assert_eq!(app.metric("sse_logs_streams_opened_total"), CYCLES as f64);
     let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("sse_logs_hub_subscribers 0"), "{metrics}");
-    let rss = sse_logs::metrics::resident_memory_bytes().unwrap();
+    let rss = resident_memory_bytes();
     let growth = rss.saturating_sub(rss_after_warm_up);
     assert!(growth < 16 << 20, "memory grew by {growth} bytes over 8,000 cycles");
 }

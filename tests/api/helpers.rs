@@ -10,7 +10,7 @@ use bson::{doc, Bson, Document};
 use bytes::{Buf, BytesMut};
 use futures_util::StreamExt;
 use mongodb::{Client, Collection};
-use sse_logs::{Application, Settings, Shutdown};
+use sse_logs::{Application, LogStreams, Settings, Shutdown};
 
 /// Longest any single wait in a test may take before the test fails (instead of hanging).
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -19,7 +19,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
     pub logs: Collection<Document>,
-    pub state: sse_logs::state::SharedState,
+    pub streams: LogStreams,
     pub database: String,
     uri: String,
     shutdown: Shutdown,
@@ -99,20 +99,20 @@ async fn spawn_on(
     let shutdown = Shutdown::new();
     let app = Application::build(settings, shutdown.clone()).await.expect("the app builds");
     let addr = app.addr();
-    let state = app.state().clone();
+    let streams = app.streams().clone();
     let server = tokio::spawn(app.run_until_stopped());
     let client = Client::with_uri_str(&uri).await.expect("test client");
     let logs = client.database(&database).collection("sse_logs");
     // The change stream must be running before a test writes, or its first lines could be
     // read by neither the hub nor (for a stream opened earlier) the backlog.
     if wait_live {
-        wait_until_live(&state, true).await;
+        wait_until_live(&streams, true).await;
     }
     TestApp {
         addr,
         http: reqwest::Client::new(),
         logs,
-        state,
+        streams,
         database,
         uri,
         shutdown,
@@ -122,15 +122,34 @@ async fn spawn_on(
 }
 
 /// Waits until the hub's change stream is (or is no longer) running.
-pub async fn wait_until_live(state: &sse_logs::state::SharedState, live: bool) {
-    let mut watch = state.hub.watch_live();
-    tokio::time::timeout(PATIENCE, watch.wait_for(|now| *now == live))
+pub async fn wait_until_live(streams: &LogStreams, live: bool) {
+    tokio::time::timeout(PATIENCE, streams.wait_live(live))
         .await
-        .unwrap_or_else(|_| panic!("the hub did not become live={live}"))
-        .expect("hub alive");
+        .unwrap_or_else(|_| panic!("the hub did not become live={live}"));
+}
+
+/// The resident memory of this test process, from `/proc` (Linux).
+pub fn resident_memory_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("statm pages");
+    pages * 4096
 }
 
 impl TestApp {
+    /// A figure of the app's metrics, summed over its label sets (e.g. every route).
+    pub fn metric(&self, name: &str) -> f64 {
+        self.streams
+            .metrics()
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                let metric = series.split('{').next()?;
+                (metric == name).then(|| value.parse::<f64>().ok()).flatten()
+            })
+            .sum()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

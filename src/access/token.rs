@@ -13,7 +13,7 @@ use warp::http::HeaderMap;
 
 use super::scope_covers;
 use crate::access::{Access, AccessCheck, AccessRequest, Action, Decision};
-use crate::config::{AuthSettings, SettingsError};
+use crate::config::{AuthSettings, SettingsError, TokenAlgorithm};
 
 /// What a token grants.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,7 +31,7 @@ pub struct Claims {
     pub write: Vec<String>,
 }
 
-pub struct TokenCheck {
+pub(crate) struct TokenCheck {
     key: DecodingKey,
     validation: Validation,
     cookie: String,
@@ -40,8 +40,11 @@ pub struct TokenCheck {
 impl TokenCheck {
     pub fn new(auth: &AuthSettings) -> Result<Self, SettingsError> {
         let invalid = |key, message: String| SettingsError::Invalid { key, message };
-        let algorithm: Algorithm =
-            auth.algorithm.parse().map_err(|_| invalid("auth.algorithm", "unknown algorithm".into()))?;
+        let algorithm = match auth.algorithm {
+            TokenAlgorithm::HS256 => Algorithm::HS256,
+            TokenAlgorithm::RS256 => Algorithm::RS256,
+            TokenAlgorithm::ES256 => Algorithm::ES256,
+        };
         let key = match (algorithm, &auth.secret, &auth.public_key_file) {
             (Algorithm::HS256, Some(secret), _) => DecodingKey::from_secret(secret.as_bytes()),
             (Algorithm::RS256 | Algorithm::ES256, _, Some(path)) => {
@@ -54,7 +57,7 @@ impl TokenCheck {
                 };
                 key.map_err(|e| invalid("auth.public_key_file", format!("{path}: {e}")))?
             }
-            _ => return Err(invalid("auth.secret", format!("no key for {}", auth.algorithm))),
+            _ => return Err(invalid("auth.secret", format!("no key for {:?}", auth.algorithm))),
         };
         let mut validation = Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp"]);
@@ -114,7 +117,7 @@ impl AccessCheck for TokenCheck {
 }
 
 /// Signs a token with an HS256 secret (what `sse-logs token` prints).
-pub fn mint(secret: &str, logs: Vec<String>, write: Vec<String>, ttl_secs: u64) -> String {
+pub(crate) fn mint(secret: &str, logs: Vec<String>, write: Vec<String>, ttl_secs: u64) -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let claims = Claims { exp: now + ttl_secs, nbf: None, logs, write };
     jsonwebtoken::encode(

@@ -1,7 +1,7 @@
 //! The embedding API: live log streaming over a MongoDB collection, as a warp filter.
 //!
-//! The `sse-logs serve` binary is built on exactly this; an app with its own routes, auth and
-//! MongoDB client mounts the same routes under any prefix.
+//! The `sse-logs serve` binary is built on exactly this (see `startup.rs`); an app with its own
+//! routes, auth and MongoDB client mounts the same routes under any prefix.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,17 +9,17 @@ use std::time::Duration;
 
 use bson::Document;
 use mongodb::Collection;
-use tokio::sync::Semaphore;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use crate::access::{AccessCheck, AllowAll};
-use crate::config::{Limits, SseSettings};
+use crate::config::{Limits, MongoSettings, SseSettings};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::routes::{AppState, SharedState};
+use crate::session::Sessions;
 use crate::shutdown::Shutdown;
-use crate::state::{AppState, SharedState};
-use crate::store::Store;
+use crate::store::{Store, DEFAULT_POOL_SIZE};
 
 /// Live log streaming for one collection: the routes, and the one change stream behind them.
 ///
@@ -30,14 +30,23 @@ pub struct LogStreams {
     state: SharedState,
 }
 
-/// Configures a [`LogStreams`]; made by [`LogStreams::builder`].
+/// Configures a [`LogStreams`]; made by [`LogStreams::builder`] or [`LogStreams::connect`].
 pub struct LogStreamsBuilder {
-    store: Store,
+    source: Source,
+    pool_size: u32,
     sse: SseSettings,
     limits: Limits,
     access: Box<dyn AccessCheck>,
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
+}
+
+/// Where the builder's store comes from.
+enum Source {
+    /// The host's collection, on the host's client and pool.
+    Collection(Collection<Document>),
+    /// A store that opened its own clients.
+    Store(Store),
 }
 
 impl std::fmt::Debug for LogStreamsBuilder {
@@ -48,16 +57,32 @@ impl std::fmt::Debug for LogStreamsBuilder {
 
 impl LogStreams {
     /// Starts configuring streaming over `collection` (documents `{type, id, log}`), using the
-    /// client and connection pool the collection came from. The deployment must be a replica
-    /// set or sharded cluster: change streams need one.
+    /// client and connection pool the collection came from (the change stream shares that pool;
+    /// say its size with [`LogStreamsBuilder::max_pool_size`] when it is not the driver's
+    /// default). The deployment must be a replica set or sharded cluster: change streams need one.
     pub fn builder(collection: Collection<Document>) -> LogStreamsBuilder {
+        Self::new_builder(Source::Collection(collection), Arc::new(Metrics::new()))
+    }
+
+    /// Starts configuring streaming over a collection it connects to itself, from `settings`
+    /// (`maxPoolSize` in the URI sizes the pool for backlog reads; the change stream gets a
+    /// connection of its own, so live lines never wait behind them). Contacts no server yet,
+    /// so it succeeds while MongoDB is down; fails only for a URI that cannot be parsed.
+    pub async fn connect(settings: &MongoSettings) -> mongodb::error::Result<LogStreamsBuilder> {
+        let metrics = Arc::new(Metrics::new());
+        let store = Store::connect(settings, metrics.clone()).await?;
+        Ok(Self::new_builder(Source::Store(store), metrics))
+    }
+
+    fn new_builder(source: Source, metrics: Arc<Metrics>) -> LogStreamsBuilder {
         LogStreamsBuilder {
-            store: Store::from_collection(collection),
-            sse: SseSettings { keep_alive_secs: 15, retry_ms: 2000 },
-            limits: Limits { max_streams: 10_000, max_body_bytes: 1_048_576 },
+            source,
+            pool_size: DEFAULT_POOL_SIZE,
+            sse: SseSettings::default(),
+            limits: Limits::default(),
             access: Box::new(AllowAll),
             shutdown: Shutdown::new(),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
         }
     }
 
@@ -77,12 +102,30 @@ impl LogStreams {
 
     /// True while the change stream runs (MongoDB reachable): what `/readyz` reports.
     pub fn is_live(&self) -> bool {
-        self.state.hub.is_live()
+        self.state.sessions.hub.is_live()
+    }
+
+    /// Waits until the change stream is running (`true`) or has stopped (`false`).
+    pub async fn wait_live(&self, live: bool) {
+        let mut watch = self.state.sessions.hub.watch_live();
+        // The hub outlives every `LogStreams`, so the channel cannot close under us.
+        let _ = watch.wait_for(|now| *now == live).await;
+    }
+
+    /// The figures of `/metrics`, in the Prometheus text format, to serve from the host's own
+    /// metrics route.
+    pub fn metrics(&self) -> String {
+        self.state.sessions.metrics_text()
+    }
+
+    /// Applies the pending database migrations (the `{type, id, _id}` index); returns their names.
+    pub async fn migrate(&self) -> mongodb::error::Result<Vec<&'static str>> {
+        crate::migrations::apply(&self.state.sessions.store).await
     }
 
     /// Ends every open stream cleanly and stops the change stream.
     pub fn shutdown(&self) {
-        self.state.shutdown.trigger();
+        self.state.sessions.shutdown.trigger();
     }
 
     pub(crate) fn state(&self) -> &SharedState {
@@ -115,6 +158,14 @@ impl LogStreamsBuilder {
         self
     }
 
+    /// The size of the pool of the collection given to [`LogStreams::builder`] (default 10, the
+    /// driver's): backlog reads use at most two fewer connections, so the change stream always
+    /// finds one. Ignored after [`LogStreams::connect`], which reads `maxPoolSize` itself.
+    pub fn max_pool_size(mut self, connections: u32) -> Self {
+        self.pool_size = connections.max(1);
+        self
+    }
+
     /// Who may read and append; checked before any MongoDB work. Default: everyone.
     pub fn access(mut self, check: impl AccessCheck) -> Self {
         self.access = Box::new(check);
@@ -131,34 +182,17 @@ impl LogStreamsBuilder {
         self
     }
 
-    pub(crate) fn access_boxed(mut self, check: Box<dyn AccessCheck>) -> Self {
-        self.access = check;
-        self
-    }
-
-    pub(crate) fn settings(mut self, sse: SseSettings, limits: Limits) -> Self {
-        (self.sse, self.limits) = (sse, limits);
-        self
-    }
-
-    pub(crate) fn shared(mut self, shutdown: Shutdown, metrics: Arc<Metrics>) -> Self {
-        (self.shutdown, self.metrics) = (shutdown, metrics);
-        self
-    }
-
     /// Starts the change stream hub (on the current tokio runtime) and returns the streams.
     pub fn build(self) -> LogStreams {
-        let state = Arc::new(AppState {
-            hub: Hub::new(self.metrics.clone()),
-            stream_slots: Arc::new(Semaphore::new(self.limits.max_streams)),
-            sse: self.sse,
-            limits: self.limits,
-            access: self.access,
-            store: self.store.clone(),
-            metrics: self.metrics,
-            shutdown: self.shutdown.clone(),
-        });
-        tokio::spawn(state.hub.clone().run(self.store, self.shutdown));
-        LogStreams { state }
+        let store = match self.source {
+            Source::Store(store) => store,
+            Source::Collection(collection) => {
+                Store::from_collection(collection, self.pool_size, &self.metrics)
+            }
+        };
+        let hub = Hub::new(self.metrics.clone());
+        tokio::spawn(hub.clone().run(store.clone(), self.shutdown.clone()));
+        let sessions = Sessions { hub, store, metrics: self.metrics, shutdown: self.shutdown, sse: self.sse };
+        LogStreams { state: AppState::new(sessions, self.access, self.limits) }
     }
 }

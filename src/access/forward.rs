@@ -14,7 +14,7 @@ use crate::access::{Access, AccessCheck, AccessRequest, Action, Decision};
 /// Cached answers kept at most; the cache is emptied when it grows past this.
 const CACHE_LIMIT: usize = 10_000;
 
-pub struct ForwardCheck {
+pub(crate) struct ForwardCheck {
     http: reqwest::Client,
     url: String,
     cache_for: Duration,

@@ -1,10 +1,18 @@
-//! Which documents make up one log: the `(type, id)` pair and the rules for matching `id`.
+//! What a log and a line are: the `(type, id)` key, one stored line, and the `[DONE]` marker.
+//!
+//! The store and the SSE framing both speak these words, so they live below both.
 //!
 //! Existing writers store `id` as an integer (the seed's Django reader used `int(id)`) or as a
 //! string (its Sanic reader). A request's id is text; it matches the string itself and, when the
 //! text is canonical decimal (`42`, `-7`, not `007` or `+7`), the same value as an integer.
 
+use std::time::SystemTime;
+
+use bson::oid::ObjectId;
 use bson::{doc, Bson, Document};
+
+/// The text of the document that ends a log.
+pub const DONE: &str = "[DONE]";
 
 /// The identity of one log.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -61,6 +69,36 @@ impl LogKey {
             _ => return None,
         };
         Some(Self::new(log_type, id))
+    }
+}
+
+/// One stored line: its `_id` (for de-duplication and catch-up) and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogLine {
+    pub oid: ObjectId,
+    pub text: String,
+    /// When MongoDB committed it, for lines that came from the change stream.
+    pub inserted_at: Option<SystemTime>,
+}
+
+impl LogLine {
+    pub fn is_done(&self) -> bool {
+        self.text == DONE
+    }
+
+    /// Reads a stored document; `None` for one without an ObjectId `_id`, which cannot be
+    /// ordered or de-duplicated and so is not served (logged here).
+    pub fn from_document(document: &Document) -> Option<Self> {
+        let Ok(oid) = document.get_object_id("_id") else {
+            tracing::warn!(id = ?document.get("_id"), "skipping a log document whose _id is not an ObjectId");
+            return None;
+        };
+        let text = match document.get("log") {
+            Some(Bson::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        Some(Self { oid, text, inserted_at: None })
     }
 }
 

@@ -1,15 +1,28 @@
-//! Who may read or append to a log: the decision an embedding app (or an auth mode) plugs in.
+//! Who may read or append to a log: the [`AccessCheck`] an embedding app plugs in, and the
+//! `serve` binary's own checks (`auth.mode`), each an implementation of it:
+//!
+//! - `none`: everyone may read and append (refused on a non-loopback address unless explicit).
+//! - `token`: a signed JWT naming the logs its holder may read and append.
+//! - `forward`: another service decides, from the request's `Cookie` and `Authorization`.
 //!
 //! Every route asks before it touches MongoDB or opens a stream. The default allows everything,
 //! which is only right behind another gate (the `serve` binary refuses it on a public address).
 
+mod forward;
+mod token;
+
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use warp::http::HeaderMap;
 
+pub(crate) use token::mint;
+pub use token::Claims;
+
+use crate::config::{AuthMode, AuthSettings, SettingsError};
 use crate::error::ApiError;
-use crate::key::LogKey;
+use crate::log::LogKey;
 
 /// What the request wants to do with the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +88,18 @@ where
     }
 }
 
+impl AccessCheck for Box<dyn AccessCheck> {
+    fn check<'a>(&'a self, request: &'a AccessRequest<'a>) -> Decision<'a> {
+        self.as_ref().check(request)
+    }
+}
+
+impl std::fmt::Debug for dyn AccessCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessCheck")
+    }
+}
+
 /// Allows every request.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AllowAll;
@@ -99,5 +124,46 @@ pub(crate) async fn authorize(
         Access::Unauthorized(message) => Err(ApiError::Unauthorized(message)),
         Access::Forbidden(message) => Err(ApiError::Forbidden(message)),
         Access::Unavailable(message) => Err(ApiError::AccessUnavailable(message)),
+    }
+}
+
+/// The check `auth` describes; fails (naming the key) when a key file cannot be read.
+pub(crate) fn from_settings(auth: &AuthSettings) -> Result<Box<dyn AccessCheck>, SettingsError> {
+    Ok(match auth.mode.unwrap_or(AuthMode::None) {
+        AuthMode::None => Box::new(AllowAll),
+        AuthMode::Token => Box::new(token::TokenCheck::new(auth)?),
+        AuthMode::Forward => Box::new(forward::ForwardCheck::new(
+            auth.forward_url.clone().unwrap_or_default(),
+            Duration::from_millis(auth.forward_timeout_ms),
+            Duration::from_secs(auth.forward_cache_secs),
+        )),
+    })
+}
+
+/// Does a scope entry (`deploy:42`, `deploy:*`, `*`) cover the log `log_type`/`id`?
+fn scope_covers(entry: &str, log_type: &str, id: &str) -> bool {
+    if entry == "*" {
+        return true;
+    }
+    match entry.split_once(':') {
+        Some((t, i)) => t == log_type && (i == "*" || i == id),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scope_covers;
+
+    #[test]
+    fn scopes_name_one_log_every_log_of_a_type_or_everything() {
+        assert!(scope_covers("deploy:42", "deploy", "42"));
+        assert!(!scope_covers("deploy:42", "deploy", "420"));
+        assert!(!scope_covers("deploy:42", "build", "42"));
+        assert!(scope_covers("build:*", "build", "anything"));
+        assert!(!scope_covers("build:*", "deploy", "1"));
+        assert!(scope_covers("*", "x", "y"));
+        assert!(!scope_covers("deploy", "deploy", "1"));
+        assert!(scope_covers("ci:a:b", "ci", "a:b"));
     }
 }

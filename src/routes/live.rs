@@ -1,4 +1,4 @@
-//! The two SSE routes: the seed-compatible one and the RESTful one. Both open a session.
+//! The two SSE routes, the seed-compatible one and the RESTful one; each opens a session.
 
 use std::time::Duration;
 
@@ -7,12 +7,12 @@ use warp::reply::{Reply, Response};
 use warp::Filter;
 
 use super::params::{self, incoming, Incoming, Query, Segment};
+use super::{respond, SharedState};
 use crate::access::Action;
-use crate::error::{respond, ApiError};
-use crate::key::LogKey;
+use crate::error::ApiError;
+use crate::log::LogKey;
 use crate::session::{self, StreamRequest};
 use crate::sse::Format;
-use crate::state::SharedState;
 
 /// How long the "has this log already ended?" check may delay a stream's first byte.
 const DONE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -22,17 +22,11 @@ pub fn seed_stream(
     state: SharedState,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     // Matches with and without the trailing slash.
-    warp::path!("api" / "v1" / "sse" / "logs").and(warp::get()).and(incoming(state)).then(
-        |request: Incoming| async move {
-            let opened = async {
-                let query = request.query()?;
-                let key = LogKey::new(query.required("type")?, query.required("id")?);
-                let from = query.count("num")?.unwrap_or(0);
-                open(&request, &query, "seed", key, from, Format::Text).await
-            };
-            respond(opened.await)
-        },
-    )
+    warp::path!("api" / "v1" / "sse" / "logs")
+        .and(warp::get())
+        .and(incoming(state))
+        .then(open_seed)
+        .map(respond)
 }
 
 /// GET /api/v1/logs/{type}/{id}/stream?from=N[&format=json]
@@ -40,19 +34,26 @@ pub fn log_stream(state: SharedState) -> impl Filter<Extract = (Response,), Erro
     warp::path!("api" / "v1" / "logs" / Segment / Segment / "stream")
         .and(warp::get())
         .and(incoming(state))
-        .then(|log_type: Segment, id: Segment, request: Incoming| async move {
-            let opened = async {
-                let query = request.query()?;
-                let from = query.count("from")?.unwrap_or(0);
-                let format = match query.get("format") {
-                    None | Some("text") => Format::Text,
-                    Some("json") => Format::Json,
-                    Some(_) => return Err(ApiError::invalid("format", "must be `text` or `json`")),
-                };
-                open(&request, &query, "stream", LogKey::new(log_type.0, id.0), from, format).await
-            };
-            respond(opened.await)
-        })
+        .then(open_log)
+        .map(respond)
+}
+
+async fn open_seed(request: Incoming) -> Result<Response, ApiError> {
+    let query = request.query()?;
+    let key = LogKey::new(query.required("type")?, query.required("id")?);
+    let from = query.count("num")?.unwrap_or(0);
+    open(&request, &query, "seed", key, from, Format::Text).await
+}
+
+async fn open_log(log_type: Segment, id: Segment, request: Incoming) -> Result<Response, ApiError> {
+    let query = request.query()?;
+    let from = query.count("from")?.unwrap_or(0);
+    let format = match query.get("format") {
+        None | Some("text") => Format::Text,
+        Some("json") => Format::Json,
+        Some(_) => return Err(ApiError::invalid("format", "must be `text` or `json`")),
+    };
+    open(&request, &query, "stream", LogKey::new(log_type.0, id.0), from, format).await
 }
 
 async fn open(
@@ -69,14 +70,14 @@ async fn open(
         Some(text) => params::parse_count("Last-Event-ID", text.trim())?,
     };
     request.authorize(query, &key, Action::Read).await?;
-    let state = request.state.clone();
+    let state = &request.state;
     let permit = state.stream_slots.clone().try_acquire_owned().map_err(|_| ApiError::TooManyStreams)?;
-    if from > 0 && state.hub.is_live() && already_ended(&state, &key, from).await {
+    if from > 0 && state.sessions.hub.is_live() && already_ended(state, &key, from).await {
         // 204 is what makes EventSource stop reconnecting.
         return Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response());
     }
     tracing::debug!(log_type = %key.log_type, id = %key.id, from, "stream opened");
-    let body = session::start(state, StreamRequest { route, key, from, format }, permit);
+    let body = session::start(state.sessions.clone(), StreamRequest { route, key, from, format }, permit);
     let mut response = warp::reply::stream(body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -89,7 +90,7 @@ async fn open(
 /// True when the client already has the `[DONE]` line. A failed or slow check opens the stream
 /// anyway: the session itself waits out a MongoDB outage with keep-alives.
 async fn already_ended(state: &SharedState, key: &LogKey, from: u64) -> bool {
-    match tokio::time::timeout(DONE_CHECK_TIMEOUT, state.store.done_position(key)).await {
+    match tokio::time::timeout(DONE_CHECK_TIMEOUT, state.sessions.store.done_position(key)).await {
         Ok(Ok(done)) => done.is_some_and(|done| from >= done),
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "could not check whether the log has ended");
