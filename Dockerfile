@@ -2,6 +2,10 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
+# The workspace's other member (the bench tool) must be present for Cargo to load the workspace;
+# it is not built.
+COPY bench/Cargo.toml bench/Cargo.toml
+COPY bench/src bench/src
 COPY src src
 COPY migrations migrations
 RUN cargo build --release --locked

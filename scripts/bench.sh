@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite in one command (see BENCHMARKS.md): builds the release binary and the load
-# tool (examples/bench), installs the peers once (cached), starts a fresh MongoDB server
-# (SecantusDB, as the tests do) for the run, and prints the result table.
+# tool (bench/, the workspace member sse-logs-bench), installs the peers once (cached), starts a
+# fresh MongoDB server (SecantusDB, as the tests do) for the run, and prints the result table.
 #
 #   scripts/bench.sh              full run (10,000 viewers on one log, 30 s idle windows, ...)
 #   scripts/bench.sh --quick      under 2 minutes on 2 cores, first builds and installs aside
@@ -43,8 +43,9 @@ hard="$(ulimit -Hn)"
 ulimit -n "$hard" 2>/dev/null || true
 
 log "building sse-logs and the load tool (release)"
-cargo build --release --locked --bin sse-logs --example bench >&2
-tool=target/release/examples/bench
+cargo build --release --locked --bin sse-logs >&2
+cargo build --release --locked -p sse-logs-bench >&2
+tool=target/release/bench
 args=(--sse-logs-bin target/release/sse-logs --out "$out")
 
 if [ "$peers" = 1 ]; then

@@ -4,7 +4,7 @@
 //! and runs this; run by hand:
 //!
 //! ```text
-//! cargo run --release --example bench -- --mongodb-uri URI --sse-logs-bin target/release/sse-logs \
+//! cargo run --release -p sse-logs-bench -- --mongodb-uri URI --sse-logs-bin target/release/sse-logs \
 //!     [--quick] [--mongodb-pid PID] [--seed-python PY --seed-script bench/peers/seed_sanic.py] \
 //!     [--nginx /usr/sbin/nginx --nchan-conf bench/peers/nchan.conf --nchan-module SO] \
 //!     [--seed-unavailable WHY] [--nchan-unavailable WHY] [--work-dir DIR] [--out FILE] \
@@ -30,79 +30,65 @@ use systems::{figure, Nchan, Seed, SseLogs};
 
 const DATABASE: &str = "popop";
 
-const USAGE: &str = "
-bench --mongodb-uri URI --sse-logs-bin PATH [--quick] [--mongodb-pid PID]
-      [--seed-python PY] [--seed-script bench/peers/seed_sanic.py] [--seed-unavailable WHY]
-      [--nginx PATH] [--nchan-conf bench/peers/nchan.conf] [--nchan-module SO] [--nchan-unavailable WHY]
-      [--work-dir DIR] [--out FILE] [--only many,fanout,replay,idle,push] [--connect-concurrency N]
-Usually run by scripts/bench.sh. Give it a MongoDB server of its own: it writes into database
-`popop` and counts every command the server runs.
-";
-
-#[derive(Debug, Default)]
+/// Usually run by scripts/bench.sh. Give it a MongoDB server of its own: it writes into database
+/// `popop` and counts every command the server runs.
+#[derive(Debug, clap::Parser)]
+#[command(name = "bench")]
 struct Args {
-    quick: bool,
+    /// MongoDB server the suite writes into (database `popop`) and whose commands it counts.
+    #[arg(long, value_name = "URI")]
     mongodb_uri: String,
-    mongodb_pid: Option<u32>,
+    /// The sse-logs release binary to start.
+    #[arg(long = "sse-logs-bin", value_name = "PATH")]
     bin: PathBuf,
+    /// The short run (fewer viewers, lines and shorter windows).
+    #[arg(long)]
+    quick: bool,
+    /// MongoDB's process, to add its CPU time to the figures.
+    #[arg(long, value_name = "PID")]
+    mongodb_pid: Option<u32>,
+    /// Python with sanic and motor, to run the seed's view as a peer.
+    #[arg(long, value_name = "PY")]
     seed_python: Option<PathBuf>,
+    /// The seed's Sanic view.
+    #[arg(long, value_name = "PATH", default_value = "bench/peers/seed_sanic.py")]
     seed_script: PathBuf,
+    /// Why the seed peer cannot run (reported in the notes instead of running it).
+    #[arg(long, value_name = "WHY")]
     seed_unavailable: Option<String>,
+    /// nginx binary, to run Nchan as a peer.
+    #[arg(long, value_name = "PATH")]
     nginx: Option<PathBuf>,
+    /// nginx configuration template for Nchan.
+    #[arg(long, value_name = "PATH", default_value = "bench/peers/nchan.conf")]
     nchan_conf: PathBuf,
+    /// The Nchan nginx module.
+    #[arg(long, value_name = "SO", default_value = "/usr/lib/nginx/modules/ngx_nchan_module.so")]
     nchan_module: PathBuf,
+    /// Why the Nchan peer cannot run (reported in the notes instead of running it).
+    #[arg(long, value_name = "WHY")]
     nchan_unavailable: Option<String>,
+    /// Directory for the processes' logs and configuration.
+    #[arg(long = "work-dir", value_name = "DIR", default_value_os_t = default_work_dir())]
     work: PathBuf,
+    /// Also write the result table to this file.
+    #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
-    /// Scenario groups to run (all when empty): many, fanout, replay, idle, push.
+    /// Scenario groups to run (all when not given), comma-separated.
+    #[arg(
+        long,
+        value_name = "GROUPS",
+        value_delimiter = ',',
+        value_parser = ["many", "fanout", "replay", "idle", "push"]
+    )]
     only: Vec<String>,
+    /// How many viewers connect at the same time.
+    #[arg(long, value_name = "N", default_value_t = 256)]
     connect_concurrency: usize,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        seed_script: "bench/peers/seed_sanic.py".into(),
-        nchan_conf: "bench/peers/nchan.conf".into(),
-        nchan_module: "/usr/lib/nginx/modules/ngx_nchan_module.so".into(),
-        work: std::env::temp_dir().join(format!("sse-logs-bench-{}", std::process::id())),
-        connect_concurrency: 256,
-        ..Args::default()
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--quick" {
-            args.quick = true;
-            continue;
-        }
-        if flag == "--help" || flag == "-h" {
-            println!("{}", USAGE.trim());
-            std::process::exit(0);
-        }
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--mongodb-uri" => args.mongodb_uri = value,
-            "--mongodb-pid" => args.mongodb_pid = Some(value.parse().map_err(|_| "--mongodb-pid: a pid")?),
-            "--sse-logs-bin" => args.bin = value.into(),
-            "--seed-python" => args.seed_python = Some(value.into()),
-            "--seed-script" => args.seed_script = value.into(),
-            "--seed-unavailable" => args.seed_unavailable = Some(value),
-            "--nginx" => args.nginx = Some(value.into()),
-            "--nchan-conf" => args.nchan_conf = value.into(),
-            "--nchan-module" => args.nchan_module = value.into(),
-            "--nchan-unavailable" => args.nchan_unavailable = Some(value),
-            "--work-dir" => args.work = value.into(),
-            "--out" => args.out = Some(value.into()),
-            "--only" => args.only = value.split(',').map(str::to_owned).collect(),
-            "--connect-concurrency" => {
-                args.connect_concurrency = value.parse().map_err(|_| "--connect-concurrency: a number")?;
-            }
-            _ => return Err(format!("unknown option {flag}")),
-        }
-    }
-    if args.mongodb_uri.is_empty() || args.bin.as_os_str().is_empty() {
-        return Err("--mongodb-uri and --sse-logs-bin are required".into());
-    }
-    Ok(args)
+fn default_work_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("sse-logs-bench-{}", std::process::id()))
 }
 
 /// How much of each scenario a run does.
@@ -178,8 +164,9 @@ async fn main() {
             _ = async { if let Some(t) = term.as_mut() { t.recv().await; } else { std::future::pending::<()>().await } } => {}
         }
     };
+    let args = <Args as clap::Parser>::parse();
     let result = tokio::select! {
-        result = run() => result,
+        result = run(args) => result,
         () = stopped => Err("interrupted".into()),
     };
     if let Err(e) = result {
@@ -194,8 +181,7 @@ fn say(text: &str) {
     eprintln!("[bench {at:6.1}s] {text}");
 }
 
-async fn run() -> Result<(), String> {
-    let args = parse_args()?;
+async fn run(args: Args) -> Result<(), String> {
     let plan = Plan::new(args.quick);
     std::fs::create_dir_all(&args.work).map_err(|e| format!("{}: {e}", args.work.display()))?;
     let mut notes: Vec<String> = Vec::new();
@@ -875,4 +861,86 @@ fn render(args: &Args, rows: &[Row], notes: &[String]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    const REQUIRED: [&str; 5] = ["bench", "--mongodb-uri", "mongodb://db", "--sse-logs-bin", "sse-logs"];
+
+    #[test]
+    fn the_command_is_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let args = Args::try_parse_from(REQUIRED).unwrap();
+        assert_eq!(args.mongodb_uri, "mongodb://db");
+        assert_eq!(args.bin, PathBuf::from("sse-logs"));
+        assert!(!args.quick);
+        assert_eq!(args.mongodb_pid, None);
+        assert_eq!(args.seed_script, PathBuf::from("bench/peers/seed_sanic.py"));
+        assert_eq!(args.nchan_conf, PathBuf::from("bench/peers/nchan.conf"));
+        assert_eq!(args.nchan_module, PathBuf::from("/usr/lib/nginx/modules/ngx_nchan_module.so"));
+        assert_eq!(args.work, std::env::temp_dir().join(format!("sse-logs-bench-{}", std::process::id())));
+        assert!(args.only.is_empty());
+        assert_eq!(args.connect_concurrency, 256);
+    }
+
+    #[test]
+    fn every_option() {
+        let more = [
+            "--quick",
+            "--mongodb-pid",
+            "42",
+            "--seed-python",
+            "py",
+            "--seed-script",
+            "seed.py",
+            "--seed-unavailable",
+            "no python",
+            "--nginx",
+            "nginx",
+            "--nchan-conf",
+            "n.conf",
+            "--nchan-module",
+            "n.so",
+            "--nchan-unavailable",
+            "no nginx",
+            "--work-dir",
+            "w",
+            "--out",
+            "o.md",
+            "--only",
+            "fanout,replay",
+            "--connect-concurrency",
+            "8",
+        ];
+        let args = Args::try_parse_from(REQUIRED.into_iter().chain(more)).unwrap();
+        assert!(args.quick);
+        assert_eq!(args.mongodb_pid, Some(42));
+        assert_eq!(args.seed_python, Some(PathBuf::from("py")));
+        assert_eq!(args.seed_script, PathBuf::from("seed.py"));
+        assert_eq!(args.seed_unavailable.as_deref(), Some("no python"));
+        assert_eq!(args.nginx, Some(PathBuf::from("nginx")));
+        assert_eq!(args.nchan_conf, PathBuf::from("n.conf"));
+        assert_eq!(args.nchan_module, PathBuf::from("n.so"));
+        assert_eq!(args.nchan_unavailable.as_deref(), Some("no nginx"));
+        assert_eq!(args.work, PathBuf::from("w"));
+        assert_eq!(args.out, Some(PathBuf::from("o.md")));
+        assert_eq!(args.only, ["fanout", "replay"]);
+        assert_eq!(args.connect_concurrency, 8);
+    }
+
+    #[test]
+    fn refusals() {
+        assert!(Args::try_parse_from(["bench", "--mongodb-uri", "mongodb://db"]).is_err());
+        assert!(Args::try_parse_from(["bench", "--sse-logs-bin", "sse-logs"]).is_err());
+        assert!(Args::try_parse_from(REQUIRED.into_iter().chain(["--only", "fanout,bogus"])).is_err());
+        assert!(Args::try_parse_from(REQUIRED.into_iter().chain(["--mongodb-pid", "x"])).is_err());
+        assert!(Args::try_parse_from(REQUIRED.into_iter().chain(["--connect-concurrency", "-1"])).is_err());
+    }
 }
