@@ -33,29 +33,33 @@
 //! Mounted under `/logs`, the stream of log `deploy/42` is then at
 //! `/logs/api/v1/logs/deploy/42/stream`. See `examples/embed_in_warp.rs` for a complete app.
 
-// The modules, in the order a line travels: settings and what a log is; MongoDB (queries, the
-// one change stream, migrations); the hub that fans the change stream out; one viewer's
-// session and its SSE framing; who may do what; the HTTP routes and their errors; the
-// embedding API built from them; the `serve` binary's wiring; the command line.
+// The modules, in the order a line travels; each imports only from those above it. Settings,
+// what a log is, and small shared tools; MongoDB (every query, the change stream, migrations);
+// the hub that fans the change stream out; SSE framing and one viewer's session; the API error
+// and who may do what; the HTTP routes; the embedding API built from them; the `serve` binary's
+// wiring; the command line.
 pub mod config;
 mod log;
 
 mod backoff;
 mod metrics;
+pub mod shutdown;
+
 mod migrations;
 mod store;
 
 mod hub;
+
 mod session;
 mod sse;
 
 pub mod access;
-
 mod error;
+
 mod routes;
 
 mod embed;
-pub mod shutdown;
+
 pub mod startup;
 mod telemetry;
 

@@ -141,7 +141,8 @@ impl ApiClient {
     }
 
     /// Appends lines (and `[DONE]`), retrying through outages; a batch that may have been written
-    /// is looked up first, and only what is missing is sent again.
+    /// is looked up (until a look-up succeeds) before anything is sent again, and only what is
+    /// missing is resent.
     pub async fn append_exactly_once(
         &mut self,
         key: &LogKey,
@@ -166,20 +167,33 @@ impl ApiClient {
                 }
                 Outcome::Unsure(message) => message,
             };
-            if let Some(known) = self.next {
-                if let Ok(page) = self.page(key, known, lines.len() as u64 + 1).await {
-                    if lines.starts_with(&page.lines) {
-                        let written = page.lines.len();
-                        if written == lines.len() && (page.done || !done) {
-                            self.next = Some(page.next);
-                            return Ok(page.next);
-                        }
-                        lines.drain(..written);
-                        self.next = Some(known + written as u64);
-                    }
+            // The batch may or may not have been written. Nothing is sent again until a look-up
+            // has said which of its lines are stored: a resend while the look-up fails (the
+            // service still down) could write them twice.
+            let Some(known) = self.next else {
+                return Err(AppendError::Refused("the log's position is unknown".into()));
+            };
+            let page = loop {
+                wait(&mut backoff, started, &failure).await.map_err(AppendError::Refused)?;
+                match self.page(key, known, lines.len() as u64 + 1).await {
+                    Ok(page) => break page,
+                    Err(message) => eprintln!("sse-logs: looking up the last batch failed: {message}"),
                 }
+            };
+            if !lines.starts_with(&page.lines) {
+                return Err(AppendError::Refused(format!(
+                    "the log holds lines after position {known} that this push did not send (another writer?); \
+                     stopping rather than risk writing a line twice"
+                )));
             }
-            wait(&mut backoff, started, &failure).await.map_err(AppendError::Refused)?;
+            let written = page.lines.len();
+            if written == lines.len() && (page.done || !done) {
+                self.next = Some(page.next);
+                return Ok(page.next);
+            }
+            lines.drain(..written);
+            self.next = Some(known + written as u64);
+            backoff.reset();
         }
     }
 }

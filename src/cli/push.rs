@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::client::{ApiClient, AppendError};
 use crate::log::LogKey;
-use crate::store::Store;
+use crate::store::{Appended, Store};
 
 const MAX_BATCH_LINES: usize = 1000;
 const MAX_BATCH_BYTES: usize = 512 * 1024;
@@ -106,7 +106,10 @@ impl Writer {
         }
         match &mut self.sink {
             Sink::Direct(store) => {
-                store.append(&self.key, &lines, done).await.map(drop).map_err(|e| format!("MongoDB: {e}"))
+                match store.append(&self.key, &lines, done).await.map_err(|e| format!("MongoDB: {e}"))? {
+                    Appended::Next(_) => Ok(()),
+                    Appended::Finished => Err(finished(&self.key)),
+                }
             }
             Sink::Service(client) => match client.append_exactly_once(&self.key, lines, done).await {
                 Ok(_) => Ok(()),

@@ -12,6 +12,7 @@ use super::{respond, SharedState};
 use crate::access::Action;
 use crate::error::ApiError;
 use crate::log::{LogKey, DONE};
+use crate::store::Appended;
 
 const DEFAULT_LIMIT: u64 = 1000;
 const MAX_LIMIT: u64 = 10_000;
@@ -67,7 +68,7 @@ struct AppendJson {
 }
 
 #[derive(Serialize)]
-struct Appended {
+struct AppendAnswer {
     appended: usize,
     next: u64,
 }
@@ -98,12 +99,11 @@ where
     let body = read_body(body, request.state.limits.max_body_bytes).await?;
     let content_type = request.headers.get("content-type").and_then(|v| v.to_str().ok());
     let (lines, done) = parse_lines(content_type, &body)?;
-    if store.done_position(&key).await?.is_some() {
+    let Appended::Next(next) = store.append(&key, &lines, done).await? else {
         return Err(ApiError::LogFinished);
-    }
-    let next = store.append(&key, &lines, done).await?;
+    };
     let appended = lines.len() + usize::from(done);
-    let reply = warp::reply::json(&Appended { appended, next });
+    let reply = warp::reply::json(&AppendAnswer { appended, next });
     Ok(warp::reply::with_status(reply, StatusCode::CREATED).into_response())
 }
 

@@ -12,8 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bson::oid::ObjectId;
 use bson::{doc, Document};
 use futures_util::TryStreamExt;
-use mongodb::change_stream::event::{ChangeStreamEvent, OperationType, ResumeToken};
-use mongodb::change_stream::ChangeStream;
+use mongodb::change_stream::event::ResumeToken;
 use mongodb::error::Result;
 use mongodb::event::cmap::CmapEvent;
 use mongodb::event::EventHandler;
@@ -22,8 +21,15 @@ use mongodb::{Client, Collection, Cursor, Database};
 use tokio::sync::Semaphore;
 
 use crate::config::MongoSettings;
-use crate::log::{LogKey, LogLine, DONE};
+use crate::log::{LogKey, LogLine};
 use crate::metrics::Metrics;
+
+mod append;
+mod watch;
+
+use append::AppendLocks;
+pub(crate) use append::Appended;
+pub(crate) use watch::{Change, Inserts};
 
 /// Documents fetched per round trip while replaying a backlog.
 const BATCH_SIZE: u32 = 1000;
@@ -63,51 +69,6 @@ impl LineCursor {
     }
 }
 
-/// What the change stream reported.
-#[derive(Debug)]
-pub(crate) enum Change {
-    /// A line was inserted; `committed` is the cluster time (second resolution).
-    Inserted { key: LogKey, line: LogLine, committed: Option<SystemTime> },
-    /// The collection was dropped or renamed: the stream cannot go on.
-    Invalidated,
-    /// Something that is not a line (a document of no log, another operation).
-    Ignored,
-}
-
-/// The collection's inserts, as a change stream.
-pub(crate) struct Inserts {
-    stream: ChangeStream<ChangeStreamEvent<Document>>,
-}
-
-impl Inserts {
-    /// The next change; `None` when the server answered with an empty batch (caught up).
-    pub async fn next(&mut self) -> Result<Option<Change>> {
-        let Some(event) = self.stream.next_if_any().await? else { return Ok(None) };
-        Ok(Some(match event.operation_type {
-            OperationType::Insert => {
-                let committed = event.cluster_time.map(|at| UNIX_EPOCH + Duration::from_secs(at.time.into()));
-                let parsed = event
-                    .full_document
-                    .as_ref()
-                    .and_then(|d| Some((LogKey::of_document(d)?, LogLine::from_document(d)?)));
-                match parsed {
-                    Some((key, mut line)) => {
-                        line.inserted_at = event.wall_time.map(SystemTime::from);
-                        Change::Inserted { key, line, committed }
-                    }
-                    None => Change::Ignored,
-                }
-            }
-            OperationType::Invalidate => Change::Invalidated,
-            _ => Change::Ignored,
-        }))
-    }
-
-    pub fn resume_token(&self) -> Option<ResumeToken> {
-        self.stream.resume_token()
-    }
-}
-
 /// Handle on the log collection; cheap to clone (the driver pools connections inside).
 #[derive(Clone, Debug)]
 pub(crate) struct Store {
@@ -118,6 +79,8 @@ pub(crate) struct Store {
     /// Limits the queries in flight to what their pool holds (fewer when the change stream
     /// shares that pool), so thousands of streams opening at once queue here, cancellably.
     gate: Arc<Semaphore>,
+    /// Appends to one log wait for each other here, so each batch's `_id`s follow the last.
+    appends: Arc<AppendLocks>,
 }
 
 impl Store {
@@ -167,7 +130,7 @@ impl Store {
         metrics.mongodb_query_slots.set(slots.into());
         let database = collection.client().database(&collection.namespace().db);
         let slots = usize::try_from(slots).unwrap_or(1);
-        Self { database, collection, watched, gate: Arc::new(Semaphore::new(slots)) }
+        Self { database, collection, watched, gate: Arc::new(Semaphore::new(slots)), appends: Arc::default() }
     }
 
     /// Runs one driver call once a query slot is free.
@@ -180,7 +143,7 @@ impl Store {
     pub async fn watch_inserts(&self, token: Option<ResumeToken>) -> Result<Inserts> {
         let pipeline = [doc! { "$match": { "operationType": { "$in": ["insert", "invalidate"] } } }];
         let stream = self.watched.watch().pipeline(pipeline).resume_after(token).await?;
-        Ok(Inserts { stream })
+        Ok(Inserts::new(stream))
     }
 
     /// Lines of the log from position `skip + 1` on, in `_id` order.
@@ -221,16 +184,20 @@ impl Store {
     /// The line number of the `[DONE]` document, if the log has ended. A log has ended when its
     /// last document is `[DONE]`; this costs one index lookup and one index count.
     pub async fn done_position(&self, key: &LogKey) -> Result<Option<u64>> {
+        match self.last_line(key).await? {
+            Some(line) if line.is_done() => Ok(Some(self.count(key).await?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The log's last line in `_id` order (one index lookup).
+    async fn last_line(&self, key: &LogKey) -> Result<Option<LogLine>> {
         let last = self
             .collection
             .find_one(key.filter())
             .sort(doc! { "_id": -1 })
             .projection(doc! { "_id": 1, "log": 1 });
-        let last = self.gated(last.into_future()).await?;
-        match last.as_ref().and_then(LogLine::from_document) {
-            Some(line) if line.is_done() => Ok(Some(self.count(key).await?)),
-            _ => Ok(None),
-        }
+        Ok(self.gated(last.into_future()).await?.as_ref().and_then(LogLine::from_document))
     }
 
     /// How many documents (line positions) the log has.
@@ -267,27 +234,6 @@ impl Store {
             page.done = matches!(self.done_position(key).await?, Some(done) if done <= from);
         }
         Ok(page)
-    }
-
-    /// Appends lines (and `[DONE]` when `done`) with one ordered `insert_many`; returns the number
-    /// of positions the log now has.
-    pub async fn append(&self, key: &LogKey, lines: &[String], done: bool) -> Result<u64> {
-        let stored_id = key.stored_id();
-        let texts = lines.iter().map(String::as_str).chain(done.then_some(DONE));
-        let documents: Vec<Document> = texts
-            .map(|text| {
-                doc! {
-                    "_id": ObjectId::new(),
-                    "type": key.log_type.clone(),
-                    "id": stored_id.clone(),
-                    "log": text,
-                }
-            })
-            .collect();
-        if !documents.is_empty() {
-            self.gated(self.collection.insert_many(documents).ordered(true).into_future()).await?;
-        }
-        self.count(key).await
     }
 
     /// Whether the migration `name` is recorded as applied.

@@ -1,0 +1,104 @@
+//! Appending lines: one ordered `insert_many` per batch, with `_id`s after the log's last one.
+//!
+//! A log's lines are numbered in `_id` order, so an appended line must sort after every line
+//! already stored. ObjectIds made by one process increase, but another process (the service
+//! restarted within the same second, another replica) may make smaller ones; so each batch's
+//! `_id`s are made greater than the log's last `_id`, and appends to one log take turns within
+//! the process. Two replicas appending to one log in the same instant may pick the same `_id`:
+//! the second insert then fails on the unique `_id` (nothing is stored twice) and is answered
+//! 503, which `push` resolves by looking the batch up.
+
+use std::collections::HashMap;
+use std::future::IntoFuture;
+use std::sync::{Arc, Mutex};
+
+use bson::oid::ObjectId;
+use bson::{doc, Document};
+use mongodb::error::Result;
+
+use super::Store;
+use crate::log::{LogKey, LogLine, DONE};
+
+/// What an append did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Appended {
+    /// Stored; the log now has this many positions.
+    Next(u64),
+    /// Nothing stored: the log had already ended with `[DONE]`.
+    Finished,
+}
+
+/// One turn-taking lock per log being appended to; entries go away when nobody holds them.
+#[derive(Debug, Default)]
+pub(super) struct AppendLocks(Mutex<HashMap<LogKey, Arc<tokio::sync::Mutex<()>>>>);
+
+impl AppendLocks {
+    fn for_log(&self, key: &LogKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        locks.entry(key.clone()).or_default().clone()
+    }
+}
+
+impl Store {
+    /// Appends lines (and `[DONE]` when `done`) unless the log has ended.
+    pub async fn append(&self, key: &LogKey, lines: &[String], done: bool) -> Result<Appended> {
+        let lock = self.appends.for_log(key);
+        let _turn = lock.lock().await;
+        let last = self.last_line(key).await?;
+        if last.as_ref().is_some_and(LogLine::is_done) {
+            return Ok(Appended::Finished);
+        }
+        let stored_id = key.stored_id();
+        let mut previous = last.map(|line| line.oid);
+        let texts = lines.iter().map(String::as_str).chain(done.then_some(DONE));
+        let documents: Vec<Document> = texts
+            .map(|text| {
+                let oid = next_oid(previous);
+                previous = Some(oid);
+                doc! { "_id": oid, "type": key.log_type.clone(), "id": stored_id.clone(), "log": text }
+            })
+            .collect();
+        if !documents.is_empty() {
+            self.gated(self.collection.insert_many(documents).ordered(true).into_future()).await?;
+        }
+        Ok(Appended::Next(self.count(key).await?))
+    }
+}
+
+/// A fresh ObjectId, or the one right after `after` when a fresh one would not sort after it.
+fn next_oid(after: Option<ObjectId>) -> ObjectId {
+    let fresh = ObjectId::new();
+    match after {
+        Some(last) if fresh <= last => successor(last),
+        _ => fresh,
+    }
+}
+
+/// The ObjectId one greater than `oid`, as a 96-bit number.
+fn successor(oid: ObjectId) -> ObjectId {
+    let mut bytes = oid.bytes();
+    for byte in bytes.iter_mut().rev() {
+        *byte = byte.wrapping_add(1);
+        if *byte != 0 {
+            break;
+        }
+    }
+    ObjectId::from_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_ids_sort_after_a_last_id_from_the_future_or_from_another_process() {
+        let later = ObjectId::from_bytes([0xff, 0xff, 0xff, 0xf0, 9, 9, 9, 9, 9, 0, 0, 0xff]);
+        let first = next_oid(Some(later));
+        assert_eq!(first.bytes(), [0xff, 0xff, 0xff, 0xf0, 9, 9, 9, 9, 9, 0, 1, 0]);
+        assert!(next_oid(Some(first)) > first);
+        let past = ObjectId::from_bytes([0; 12]);
+        assert!(next_oid(Some(past)) > past);
+        assert!(next_oid(None) > past);
+    }
+}

@@ -1,0 +1,59 @@
+//! The change stream of the log collection, read as the inserts of log lines.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bson::Document;
+use mongodb::change_stream::event::{ChangeStreamEvent, OperationType, ResumeToken};
+use mongodb::change_stream::ChangeStream;
+use mongodb::error::Result;
+
+use crate::log::{LogKey, LogLine};
+
+/// What the change stream reported.
+#[derive(Debug)]
+pub(crate) enum Change {
+    /// A line was inserted; `committed` is the cluster time (second resolution).
+    Inserted { key: LogKey, line: LogLine, committed: Option<SystemTime> },
+    /// The collection was dropped or renamed: the stream cannot go on.
+    Invalidated,
+    /// Something that is not a line (a document of no log, another operation).
+    Ignored,
+}
+
+/// The collection's inserts, as a change stream.
+pub(crate) struct Inserts {
+    stream: ChangeStream<ChangeStreamEvent<Document>>,
+}
+
+impl Inserts {
+    pub(super) fn new(stream: ChangeStream<ChangeStreamEvent<Document>>) -> Self {
+        Self { stream }
+    }
+
+    /// The next change; `None` when the server answered with an empty batch (caught up).
+    pub async fn next(&mut self) -> Result<Option<Change>> {
+        let Some(event) = self.stream.next_if_any().await? else { return Ok(None) };
+        Ok(Some(match event.operation_type {
+            OperationType::Insert => {
+                let committed = event.cluster_time.map(|at| UNIX_EPOCH + Duration::from_secs(at.time.into()));
+                let parsed = event
+                    .full_document
+                    .as_ref()
+                    .and_then(|d| Some((LogKey::of_document(d)?, LogLine::from_document(d)?)));
+                match parsed {
+                    Some((key, mut line)) => {
+                        line.inserted_at = event.wall_time.map(SystemTime::from);
+                        Change::Inserted { key, line, committed }
+                    }
+                    None => Change::Ignored,
+                }
+            }
+            OperationType::Invalidate => Change::Invalidated,
+            _ => Change::Ignored,
+        }))
+    }
+
+    pub fn resume_token(&self) -> Option<ResumeToken> {
+        self.stream.resume_token()
+    }
+}
