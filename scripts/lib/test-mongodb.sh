@@ -5,7 +5,8 @@
 #   stop_test_mongodb         stops what start_test_mongodb started
 #
 # The server binary is cached under ${SSE_LOGS_CACHE:-~/.cache/sse-logs}; the first install
-# builds it from crates.io (about 4.5 minutes on 2 cores), falling back to the PyPI build.
+# builds the pinned version from crates.io (about 4.5 minutes on 2 cores). If that fails it is an
+# error, unless SSE_LOGS_TEST_MONGODB_FALLBACK=pypi asks for the PyPI build (about 5x slower).
 
 SECANTUS_VERSION="0.5.3-beta.196"
 SECANTUS_PY_VERSION="0.7.0b3"
@@ -29,12 +30,24 @@ find_test_mongodb() {
         --root "$SSE_LOGS_CACHE/secantus-$SECANTUS_VERSION" >&2; then
         echo "$bin"; return 0
     fi
-    log "building secantus-mdb failed; falling back to the PyPI build (slower)"
+    if [ "${SSE_LOGS_TEST_MONGODB_FALLBACK:-}" != pypi ]; then
+        log "building secantus-mdb $SECANTUS_VERSION failed; set SSE_LOGS_TEST_MONGODB_FALLBACK=pypi to use the PyPI build instead"
+        return 1
+    fi
+    log "building secantus-mdb failed; using the PyPI build (SSE_LOGS_TEST_MONGODB_FALLBACK=pypi)"
     local venv="$SSE_LOGS_CACHE/secantus-py-$SECANTUS_PY_VERSION"
     if [ ! -x "$venv/bin/secantusd-py" ]; then
         python3 -m venv "$venv" >&2 && "$venv/bin/pip" install -q "SecantusDB==$SECANTUS_PY_VERSION" >&2 || return 1
     fi
     echo "$venv/bin/secantusd-py"
+}
+
+# Which server and version a binary is, for the test log.
+describe_test_mongodb() {
+    case "$1" in
+        *secantusd-py) echo "SecantusDB $SECANTUS_PY_VERSION (PyPI build, $1)" ;;
+        *) echo "SecantusDB $SECANTUS_VERSION (crates.io secantus-mdb, $1)" ;;
+    esac
 }
 
 start_test_mongodb() {
@@ -61,7 +74,7 @@ start_test_mongodb() {
     export SSE_LOGS_TEST_MONGODB_URI="mongodb://127.0.0.1:$port"
     # Tests that restart the server (MongoDB outage cases) start their own from this command.
     export SSE_LOGS_TEST_MONGODB_BIN="$bin"
-    log "test MongoDB (SecantusDB) listening at $SSE_LOGS_TEST_MONGODB_URI"
+    log "test MongoDB: $(describe_test_mongodb "$bin"), listening at $SSE_LOGS_TEST_MONGODB_URI"
 }
 
 # With a Docker engine: a real mongo:7 single-node replica set in a container.
