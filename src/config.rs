@@ -27,6 +27,17 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// `[cors]`
     pub cors: CorsSettings,
+    /// `[retention]`
+    pub retention: RetentionSettings,
+}
+
+/// `[retention]`: deleting old logs (off unless `days` is set).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetentionSettings {
+    /// Whole logs whose last line is older than this many days are deleted in the background.
+    pub days: Option<u64>,
+    /// Seconds between two passes of the retention task.
+    pub interval_secs: u64,
 }
 
 /// `[http]`: where to listen.
@@ -196,6 +207,7 @@ fn defaults(builder: Builder) -> Result<Builder, config::ConfigError> {
         .set_default("auth.cookie", "sse_logs_token")?
         .set_default("auth.forward_timeout_ms", 2000)?
         .set_default("auth.forward_cache_secs", 5)?
+        .set_default("retention.interval_secs", 3600)?
         .set_default("cors.allowed_origins", Vec::<String>::new())
 }
 
@@ -242,6 +254,12 @@ impl Settings {
         }
         if self.limits.max_streams == 0 {
             return invalid("limits.max_streams", "must be at least 1");
+        }
+        if self.retention.days == Some(0) {
+            return invalid("retention.days", "must be at least 1 (or unset to keep logs forever)");
+        }
+        if self.retention.interval_secs == 0 {
+            return invalid("retention.interval_secs", "must be at least 1");
         }
         if self.limits.max_body_bytes == 0 {
             return invalid("limits.max_body_bytes", "must be at least 1");

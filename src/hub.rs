@@ -120,6 +120,11 @@ impl Hub {
         self.lock().subscribers.len()
     }
 
+    /// Whether a stream of this process follows `key` now.
+    pub fn is_watched(&self, key: &LogKey) -> bool {
+        self.lock().subscribers.contains_key(key)
+    }
+
     fn dispatch(&self, key: &LogKey, event: Event) {
         let mut state = self.lock();
         let Some(list) = state.subscribers.get_mut(key) else {

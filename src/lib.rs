@@ -35,8 +35,8 @@
 
 // The modules, in the order a line travels; each imports only from those above it. Settings,
 // what a log is, and small shared tools; MongoDB (every query, the change stream, migrations);
-// the hub that fans the change stream out; SSE framing and one viewer's session; the API error
-// and who may do what; the HTTP routes; the embedding API built from them; the `serve` binary's
+// the hub that fans the change stream out, and retention; SSE framing and one viewer's
+// session; the API error and who may do what; the HTTP routes; the embedding API built from them; the `serve` binary's
 // wiring; the command line.
 pub mod config;
 mod log;
@@ -49,12 +49,15 @@ mod migrations;
 mod store;
 
 mod hub;
+mod retention;
 
-mod session;
 mod sse;
 
-pub mod access;
+mod session;
+
 mod error;
+
+pub mod access;
 
 mod routes;
 

@@ -24,6 +24,10 @@ pub(crate) struct Metrics {
     pub resyncs: IntCounter,
     /// Subscribers dropped for a full queue, then caught up from MongoDB.
     pub slow_client_catch_ups: IntCounter,
+    /// Logs deleted by the retention task.
+    pub retention_logs_deleted: IntCounter,
+    /// Passes of the retention task.
+    pub retention_passes: IntCounter,
     /// HTTP responses by status code.
     pub http_responses: IntCounterVec,
     /// Seconds from a line's insert (the change event's wall time) to its write to a client.
@@ -106,6 +110,11 @@ impl Metrics {
                 "sse_logs_slow_client_catch_ups_total",
                 "Subscribers dropped for a full queue, then caught up from MongoDB.",
             ),
+            retention_logs_deleted: counter(
+                "sse_logs_retention_logs_deleted_total",
+                "Logs deleted by the retention task (retention.days).",
+            ),
+            retention_passes: counter("sse_logs_retention_passes_total", "Passes of the retention task."),
             mongodb_connections: gauge("sse_logs_mongodb_connections", "Connections in the driver's pool."),
             mongodb_pool_size: gauge(
                 "sse_logs_mongodb_pool_size",

@@ -66,6 +66,17 @@ impl Application {
         if settings.mongodb.migrate_on_start {
             tokio::spawn(migrate_when_reachable(streams.clone(), shutdown.clone()));
         }
+        if let Some(days) = settings.retention.days {
+            let sessions = &streams.state().sessions;
+            tokio::spawn(crate::retention::run(
+                sessions.store.clone(),
+                sessions.hub.clone(),
+                sessions.metrics.clone(),
+                Duration::from_secs(days.saturating_mul(86_400)),
+                Duration::from_secs(settings.retention.interval_secs),
+                shutdown.clone(),
+            ));
+        }
         Ok(Self { addr, streams, shutdown, listener, allowed_origins: settings.cors.allowed_origins })
     }
 

@@ -45,6 +45,15 @@ enum Command {
         #[arg(long, env = "SSE_LOGS_MONGODB_URI")]
         mongodb_uri: Option<String>,
     },
+    /// Delete whole logs whose last line is older than an age (what retention.days does).
+    Prune {
+        /// The age: a number and d, h, m or s (e.g. 30d).
+        #[arg(long, value_parser = parse_age)]
+        older_than: std::time::Duration,
+        /// Print what would be deleted, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print a signed token (HS256, with auth.secret) for auth.mode = "token".
     Token {
         /// A log the holder may read: `type:id`, `type:*` or `*` (repeatable).
@@ -112,6 +121,7 @@ pub fn main() -> ExitCode {
         match command {
             Command::Migrate => migrate(settings).await,
             Command::Token { logs, write, ttl } => token(&settings, logs, write, ttl),
+            Command::Prune { older_than, dry_run } => prune(settings, older_than, dry_run).await,
             _ => serve(settings).await,
         }
     });
@@ -142,7 +152,9 @@ fn run_client(command: Command) -> ExitCode {
                 let client = client::ApiClient::new(&server.server, server.token);
                 tail::run(client, LogKey::new(log.log_type, log.id), from, !no_follow).await
             }
-            Command::Serve | Command::Migrate | Command::Token { .. } => unreachable!("handled by main"),
+            Command::Serve | Command::Migrate | Command::Token { .. } | Command::Prune { .. } => {
+                unreachable!("handled by main")
+            }
         }
     });
     match outcome {
@@ -180,6 +192,39 @@ fn token(settings: &Settings, logs: Vec<String>, write: Vec<String>, ttl: u64) -
     }
     println!("{}", crate::access::mint(secret, logs, write, ttl));
     Ok(())
+}
+
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    crate::retention::parse_age(text)
+        .ok_or_else(|| format!("{text:?} is not an age like 30d, 12h, 90m or 45s"))
+}
+
+async fn prune(settings: Settings, older_than: std::time::Duration, dry_run: bool) -> Result<(), String> {
+    let store = Store::connect(&settings.mongodb, Default::default())
+        .await
+        .map_err(|e| format!("mongodb.uri: {e}"))?;
+    let cutoff = std::time::SystemTime::now().checked_sub(older_than).unwrap_or(std::time::UNIX_EPOCH);
+    let pruned = crate::retention::prune(&store, cutoff, dry_run, |_| false)
+        .await
+        .map_err(|e| format!("pruning failed: {e}"))?;
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    for log in &pruned {
+        let at =
+            bson::DateTime::from_system_time(log.last_line_at).try_to_rfc3339_string().unwrap_or_default();
+        println!("{verb} {}/{}: {} lines, last line at {at}", log.log_type, log.id, log.lines);
+    }
+    println!("prune: {verb} {} logs whose last line is older than {}", pruned.len(), humanize(older_than));
+    Ok(())
+}
+
+fn humanize(age: std::time::Duration) -> String {
+    let secs = age.as_secs();
+    match secs {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 async fn migrate(settings: Settings) -> Result<(), String> {

@@ -25,6 +25,7 @@ use crate::log::{LogKey, LogLine};
 use crate::metrics::Metrics;
 
 mod append;
+mod prune;
 mod watch;
 
 use append::AppendLocks;
@@ -263,7 +264,7 @@ impl Store {
 }
 
 /// The smallest ObjectId made at `at`.
-fn oid_at(at: SystemTime) -> ObjectId {
+pub(crate) fn oid_at(at: SystemTime) -> ObjectId {
     let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut bytes = [0_u8; 12];
     bytes[..4].copy_from_slice(&u32::try_from(secs).unwrap_or(u32::MAX).to_be_bytes());
