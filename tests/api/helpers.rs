@@ -229,6 +229,46 @@ pub fn sse_logs(args: &[&str]) -> tokio::process::Command {
     command
 }
 
+/// The `serve` binary on a fixed port, so that a restart comes back at the same address.
+pub struct ServeProcess {
+    pub port: u16,
+    uri: String,
+    database: String,
+    child: Option<tokio::process::Child>,
+}
+
+impl ServeProcess {
+    pub fn new(uri: String, database: String) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self { port, uri, database, child: None }
+    }
+
+    pub async fn start(&mut self) {
+        let child = sse_logs(&["serve"])
+            .env("SSE_LOGS__HTTP__BIND", format!("127.0.0.1:{}", self.port))
+            .env("SSE_LOGS__MONGODB__URI", &self.uri)
+            .env("SSE_LOGS__MONGODB__DATABASE", &self.database)
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the service starts");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "the service did not listen");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Sends `signal` (`-KILL`, `-TERM`, `-INT`) and waits for the process to exit.
+    pub async fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().unwrap().to_string();
+        let _ = tokio::process::Command::new("kill").args([signal, &pid]).status().await;
+        tokio::time::timeout(PATIENCE, child.wait()).await.expect("the service exits").unwrap()
+    }
+}
+
 /// One dispatched event, as EventSource would hand it to `onmessage`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {

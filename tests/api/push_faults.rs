@@ -2,9 +2,7 @@
 //! stopped (SIGTERM), and MongoDB restarted, while two pushes write two logs. Every line must be
 //! stored exactly once, in order, with one `[DONE]`.
 
-use std::net::TcpListener;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use bson::{doc, Document};
 use futures_util::TryStreamExt;
@@ -12,52 +10,13 @@ use mongodb::change_stream::event::ChangeStreamEvent;
 use mongodb::change_stream::ChangeStream;
 use mongodb::{Client, Collection};
 use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, ChildStdin};
+use tokio::process::ChildStdin;
 
-use crate::helpers::{sse_logs, PATIENCE};
+use crate::helpers::{sse_logs, ServeProcess, PATIENCE};
 use crate::mongo_server::MongoServer;
 
 const LINES: usize = 30_000;
 const PHASES: usize = 5;
-
-/// The `serve` binary on a fixed port, so that a restart comes back at the same address.
-struct Service {
-    port: u16,
-    uri: String,
-    database: String,
-    child: Option<Child>,
-}
-
-impl Service {
-    fn new(uri: String, database: String) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Self { port, uri, database, child: None }
-    }
-
-    async fn start(&mut self) {
-        let child = sse_logs(&["serve"])
-            .env("SSE_LOGS__HTTP__BIND", format!("127.0.0.1:{}", self.port))
-            .env("SSE_LOGS__MONGODB__URI", &self.uri)
-            .env("SSE_LOGS__MONGODB__DATABASE", &self.database)
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the service starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + PATIENCE;
-        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
-            assert!(Instant::now() < deadline, "the service did not listen");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn signal(&mut self, signal: &str) {
-        let mut child = self.child.take().expect("running");
-        let pid = child.id().unwrap().to_string();
-        let _ = tokio::process::Command::new("kill").args([signal, &pid]).status().await;
-        tokio::time::timeout(PATIENCE, child.wait()).await.expect("the service exits").unwrap();
-    }
-}
 
 fn input(log: usize) -> Vec<String> {
     (1..=LINES).map(|n| format!("log {log} line {n} {}", "·".repeat(n % 50))).collect()
@@ -90,7 +49,7 @@ async fn two_pushes_store_every_line_once_through_a_killed_stopped_service_and_a
     mongodb.start();
     let database = format!("test_{}", uuid::Uuid::new_v4().simple());
     let logs = Client::with_uri_str(mongodb.uri()).await.unwrap().database(&database).collection("sse_logs");
-    let mut service = Service::new(mongodb.uri(), database.clone());
+    let mut service = ServeProcess::new(mongodb.uri(), database.clone());
     service.start().await;
     let server = format!("http://127.0.0.1:{}", service.port);
 
