@@ -62,6 +62,8 @@ pub mod store;
 #[doc(hidden)]
 pub mod telemetry;
 
+/// Refusal of cross-site state-changing requests (CSRF).
+mod origin;
 /// The HTTP routes.
 mod routes;
 /// One client's stream: backlog, hand-off, live.

@@ -61,6 +61,7 @@ impl Application {
         let streams = LogStreams::builder(store.collection().clone())
             .settings(settings.sse.clone(), settings.limits.clone())
             .access_boxed(access)
+            .allowed_origins(settings.cors.allowed_origins.clone())
             .shared(shutdown, metrics)
             .build();
         Ok(Self {

@@ -17,6 +17,8 @@ pub struct AppState {
     pub sse: SseSettings,
     pub limits: Limits,
     pub access: Box<dyn AccessCheck>,
+    /// Other origins whose state-changing requests are allowed (`cors.allowed_origins`).
+    pub allowed_origins: Vec<String>,
     pub store: Store,
     pub hub: Hub,
     pub metrics: Arc<Metrics>,

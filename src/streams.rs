@@ -36,6 +36,7 @@ pub struct LogStreamsBuilder {
     sse: SseSettings,
     limits: Limits,
     access: Box<dyn AccessCheck>,
+    allowed_origins: Vec<String>,
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
 }
@@ -56,6 +57,7 @@ impl LogStreams {
             sse: SseSettings { keep_alive_secs: 15, retry_ms: 2000 },
             limits: Limits { max_streams: 10_000, max_body_bytes: 1_048_576 },
             access: Box::new(AllowAll),
+            allowed_origins: Vec::new(),
             shutdown: Shutdown::new(),
             metrics: Arc::new(Metrics::default()),
         }
@@ -121,6 +123,14 @@ impl LogStreamsBuilder {
         self
     }
 
+    /// Other origins (exact, e.g. `https://ci.example.com`) whose pages may append from a browser.
+    /// Without, a state-changing request that a browser marks as coming from another origin
+    /// (`Origin`, `Sec-Fetch-Site`) is refused with 403 `cross_origin` (default: none).
+    pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = String>) -> Self {
+        self.allowed_origins = origins.into_iter().collect();
+        self
+    }
+
     /// Ends every stream and the change stream when `signal` completes (the host's shutdown).
     pub fn shutdown_on(self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
         let shutdown = self.shutdown.clone();
@@ -154,6 +164,7 @@ impl LogStreamsBuilder {
             sse: self.sse,
             limits: self.limits,
             access: self.access,
+            allowed_origins: self.allowed_origins,
             store: self.store.clone(),
             metrics: self.metrics,
             shutdown: self.shutdown.clone(),

@@ -7,10 +7,9 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
-use super::params::{incoming, Incoming, Segment};
+use super::params::{incoming, log_key, Incoming, Segment};
 use crate::access::Action;
 use crate::error::{respond, ApiError};
-use crate::key::LogKey;
 use crate::sse::DONE;
 use crate::state::SharedState;
 
@@ -34,7 +33,7 @@ pub fn snapshot(state: SharedState) -> impl Filter<Extract = (Response,), Error 
         |log_type: Segment, id: Segment, request: Incoming| async move {
             let answer = async {
                 let query = request.query()?;
-                let key = LogKey::new(log_type.0, id.0);
+                let key = log_key(log_type.0, id.0)?;
                 request.authorize(&query, &key, Action::Read).await?;
                 let from = query.count("from")?.unwrap_or(0);
                 let limit = query.count("limit")?.unwrap_or(DEFAULT_LIMIT);
@@ -80,7 +79,7 @@ pub fn append(state: SharedState) -> impl Filter<Extract = (Response,), Error = 
         .and(warp::body::stream())
         .then(|log_type: Segment, id: Segment, request: Incoming, body| async move {
             let answer = async {
-                let key = LogKey::new(log_type.0, id.0);
+                let key = log_key(log_type.0, id.0)?;
                 request.authorize(&request.query()?, &key, Action::Write).await?;
                 let store = &request.state.store;
                 let body = read_body(body, request.state.limits.max_body_bytes).await?;

@@ -12,6 +12,7 @@ mod helpers;
 mod mongo_server;
 mod nginx;
 mod operate;
+mod security;
 mod shutdown;
 mod snapshot;
 mod stream;
