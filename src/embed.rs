@@ -37,6 +37,7 @@ pub struct LogStreamsBuilder {
     sse: SseSettings,
     limits: Limits,
     access: Box<dyn AccessCheck>,
+    allowed_origins: Vec<String>,
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
 }
@@ -81,6 +82,7 @@ impl LogStreams {
             sse: SseSettings::default(),
             limits: Limits::default(),
             access: Box::new(AllowAll),
+            allowed_origins: Vec::new(),
             shutdown: Shutdown::new(),
             metrics,
         }
@@ -172,6 +174,14 @@ impl LogStreamsBuilder {
         self
     }
 
+    /// Other origins (exact, e.g. `https://ci.example.com`) whose pages may append from a browser.
+    /// Without, a state-changing request that a browser marks as coming from another origin
+    /// (`Origin`, `Sec-Fetch-Site`) is refused with 403 `cross_origin` (default: none).
+    pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = String>) -> Self {
+        self.allowed_origins = origins.into_iter().collect();
+        self
+    }
+
     /// Ends every stream and the change stream when `signal` completes (the host's shutdown).
     pub fn shutdown_on(self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
         let shutdown = self.shutdown.clone();
@@ -193,6 +203,6 @@ impl LogStreamsBuilder {
         let hub = Hub::new(self.metrics.clone());
         tokio::spawn(hub.clone().run(store.clone(), self.shutdown.clone()));
         let sessions = Sessions { hub, store, metrics: self.metrics, shutdown: self.shutdown, sse: self.sse };
-        LogStreams { state: AppState::new(sessions, self.access, self.limits) }
+        LogStreams { state: AppState::new(sessions, self.access, self.allowed_origins, self.limits) }
     }
 }

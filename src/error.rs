@@ -25,6 +25,8 @@ pub(crate) enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    CrossOrigin(String),
     #[error("access could not be checked: {0}")]
     AccessUnavailable(String),
     #[error("no such route")]
@@ -70,6 +72,7 @@ impl ApiError {
             Self::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::CrossOrigin(_) => (StatusCode::FORBIDDEN, "cross_origin"),
             Self::AccessUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "access_unavailable"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),

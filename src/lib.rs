@@ -58,6 +58,7 @@ mod session;
 mod error;
 
 pub mod access;
+mod origin;
 
 mod routes;
 

@@ -61,6 +61,7 @@ impl Application {
             .max_streams(settings.limits.max_streams)
             .max_body_bytes(settings.limits.max_body_bytes)
             .access(access)
+            .allowed_origins(settings.cors.allowed_origins.clone())
             .shutdown_on(async move { signal.wait().await })
             .build();
         if settings.mongodb.migrate_on_start {

@@ -3,6 +3,8 @@
 //! For each new stream, snapshot or append, `auth.forward_url` is asked with the request's
 //! `Cookie` and `Authorization` headers and `?type=&id=&action=read|write`. 2xx allows, 401 and
 //! 403 are passed through, anything else or no answer in time is 503: never allowed on error.
+//! Redirects are not followed (a login page's 200 is no yes), as nginx `auth_request` does not:
+//! a 3xx is 503 too. The decider's body is never read.
 //! Answers are reused for `auth.forward_cache_secs` for the same credentials and log.
 
 use std::collections::HashMap;
@@ -32,7 +34,11 @@ struct CacheKey {
 
 impl ForwardCheck {
     pub fn new(url: String, timeout: Duration, cache_for: Duration) -> Self {
-        let http = reqwest::Client::builder().timeout(timeout).build().expect("an HTTP client builds");
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client builds");
         Self { http, url, cache_for, cache: Mutex::new(HashMap::new()) }
     }
 
@@ -59,6 +65,10 @@ impl ForwardCheck {
             }
         }
         let access = match call.send().await {
+            Ok(answer) if answer.status().is_redirection() => {
+                tracing::warn!(status = %answer.status(), "the auth service redirected (a login page?); not followed");
+                return Access::Unavailable("the auth service is unavailable".into());
+            }
             Ok(answer) if answer.status().is_success() => Access::Allow,
             Ok(answer) if answer.status() == 401 => Access::Unauthorized("please log in".into()),
             Ok(answer) if answer.status() == 403 => Access::Forbidden("you may not see this log".into()),

@@ -9,7 +9,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use warp::http::HeaderMap;
 
 use super::scope_covers;
 use crate::access::{Access, AccessCheck, AccessRequest, Action, Decision};
@@ -66,30 +65,49 @@ impl TokenCheck {
         Ok(Self { key, validation, cookie: auth.cookie.clone() })
     }
 
-    fn token<'a>(&self, headers: &'a HeaderMap, request: &'a AccessRequest<'a>) -> Option<&'a str> {
-        let bearer = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-        let cookie = || {
-            headers
-                .get_all("cookie")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .find_map(|pair| {
-                    let (name, value) = pair.trim().split_once('=')?;
-                    (name == self.cookie).then_some(value)
-                })
-        };
-        bearer.or_else(cookie).or_else(|| request.query_param("access_token")).map(str::trim)
+    /// Every non-empty token the request carries: `Authorization: Bearer`, each cookie named
+    /// `auth.cookie`, each `access_token` query parameter.
+    fn tokens<'a>(&self, request: &'a AccessRequest<'a>) -> Vec<&'a str> {
+        let bearer = request
+            .headers
+            .get_all("authorization")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        let cookies = request
+            .headers
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                (name == self.cookie).then_some(value)
+            });
+        let query = request.query.iter().filter(|(k, _)| k == "access_token").map(|(_, v)| v.as_str());
+        bearer.chain(cookies).chain(query).map(str::trim).filter(|t| !t.is_empty()).collect()
+    }
+
+    /// The one token of the request. Several different ones (say a header for one log and a
+    /// cookie for another) are refused rather than one picked: which one a request meant is
+    /// exactly what an attacker who can plant one of them would like to choose.
+    fn token<'a>(&self, request: &'a AccessRequest<'a>) -> Result<&'a str, Access> {
+        let tokens = self.tokens(request);
+        match tokens.split_first() {
+            None => Err(Access::Unauthorized(
+                "a token is required (cookie, Authorization: Bearer or access_token)".into(),
+            )),
+            Some((first, rest)) if rest.iter().all(|t| t == first) => Ok(*first),
+            Some(_) => Err(Access::Unauthorized(
+                "conflicting credentials: the request carries more than one different token".into(),
+            )),
+        }
     }
 
     fn decide(&self, request: &AccessRequest<'_>) -> Access {
-        let Some(token) = self.token(request.headers, request) else {
-            return Access::Unauthorized(
-                "a token is required (cookie, Authorization: Bearer or access_token)".into(),
-            );
+        let token = match self.token(request) {
+            Ok(token) => token,
+            Err(refusal) => return refusal,
         };
         let claims = match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
             Ok(data) => data.claims,

@@ -40,7 +40,7 @@ pub fn log_stream(state: SharedState) -> impl Filter<Extract = (Response,), Erro
 
 async fn open_seed(request: Incoming) -> Result<Response, ApiError> {
     let query = request.query()?;
-    let key = LogKey::new(query.required("type")?, query.required("id")?);
+    let key = params::log_key(query.required("type")?, query.required("id")?)?;
     let from = query.count("num")?.unwrap_or(0);
     open(&request, &query, "seed", key, from, Format::Text).await
 }
@@ -53,7 +53,7 @@ async fn open_log(log_type: Segment, id: Segment, request: Incoming) -> Result<R
         Some("json") => Format::Json,
         Some(_) => return Err(ApiError::invalid("format", "must be `text` or `json`")),
     };
-    open(&request, &query, "stream", LogKey::new(log_type.0, id.0), from, format).await
+    open(&request, &query, "stream", params::log_key(log_type.0, id.0)?, from, format).await
 }
 
 async fn open(

@@ -7,11 +7,11 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
-use super::params::{incoming, Incoming, Segment};
+use super::params::{incoming, log_key, Incoming, Segment};
 use super::{respond, SharedState};
 use crate::access::Action;
 use crate::error::ApiError;
-use crate::log::{LogKey, DONE};
+use crate::log::DONE;
 use crate::store::Appended;
 
 const DEFAULT_LIMIT: u64 = 1000;
@@ -39,7 +39,7 @@ pub fn snapshot(state: SharedState) -> impl Filter<Extract = (Response,), Error 
 
 async fn read_snapshot(log_type: Segment, id: Segment, request: Incoming) -> Result<Response, ApiError> {
     let query = request.query()?;
-    let key = LogKey::new(log_type.0, id.0);
+    let key = log_key(log_type.0, id.0)?;
     request.authorize(&query, &key, Action::Read).await?;
     let from = query.count("from")?.unwrap_or(0);
     let limit = query.count("limit")?.unwrap_or(DEFAULT_LIMIT);
@@ -93,7 +93,7 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
-    let key = LogKey::new(log_type.0, id.0);
+    let key = log_key(log_type.0, id.0)?;
     request.authorize(&request.query()?, &key, Action::Write).await?;
     let store = &request.state.sessions.store;
     let body = read_body(body, request.state.limits.max_body_bytes).await?;

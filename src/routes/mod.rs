@@ -29,6 +29,8 @@ use crate::session::Sessions;
 pub(crate) struct AppState {
     pub sessions: Arc<Sessions>,
     pub access: Box<dyn AccessCheck>,
+    /// Other origins whose state-changing requests are allowed (`cors.allowed_origins`).
+    pub allowed_origins: Vec<String>,
     pub limits: Limits,
     /// One permit per open stream, so `limits.max_streams` is a hard cap.
     pub stream_slots: Arc<Semaphore>,
@@ -37,10 +39,16 @@ pub(crate) struct AppState {
 pub(crate) type SharedState = Arc<AppState>;
 
 impl AppState {
-    pub fn new(sessions: Sessions, access: Box<dyn AccessCheck>, limits: Limits) -> SharedState {
+    pub fn new(
+        sessions: Sessions,
+        access: Box<dyn AccessCheck>,
+        allowed_origins: Vec<String>,
+        limits: Limits,
+    ) -> SharedState {
         Arc::new(Self {
             sessions: Arc::new(sessions),
             access,
+            allowed_origins,
             stream_slots: Arc::new(Semaphore::new(limits.max_streams)),
             limits,
         })

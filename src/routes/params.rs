@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use std::convert::Infallible;
 
-use warp::http::HeaderMap;
+use warp::http::{HeaderMap, Method};
 use warp::Filter;
 
 use super::SharedState;
@@ -46,14 +46,24 @@ impl Query {
         self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
-    /// A parameter that must be present and non-empty.
-    pub fn required(&self, name: &'static str) -> Result<&str, ApiError> {
-        self.get(name).filter(|v| !v.is_empty()).ok_or(ApiError::MissingParameter(name))
+    /// A parameter given at most once: `type=a&type=b` is ambiguous, so 400 rather than a guess.
+    pub fn single(&self, name: &'static str) -> Result<Option<&str>, ApiError> {
+        let mut values = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        match (values.next(), values.next()) {
+            (value, None) => Ok(value),
+            (Some(_), Some(_)) => Err(ApiError::invalid(name, "is given more than once")),
+            (None, Some(_)) => unreachable!("an iterator yields nothing after None"),
+        }
     }
 
-    /// An optional non-negative integer.
+    /// A parameter that must be present once and non-empty.
+    pub fn required(&self, name: &'static str) -> Result<&str, ApiError> {
+        self.single(name)?.filter(|v| !v.is_empty()).ok_or(ApiError::MissingParameter(name))
+    }
+
+    /// An optional non-negative integer, given at most once.
     pub fn count(&self, name: &'static str) -> Result<Option<u64>, ApiError> {
-        self.get(name).map(|v| parse_count(name, v)).transpose()
+        self.single(name)?.map(|v| parse_count(name, v)).transpose()
     }
 }
 
@@ -65,10 +75,24 @@ pub fn parse_count(name: &'static str, text: &str) -> Result<u64, ApiError> {
     text.parse().map_err(|_| ApiError::invalid(name, "is too large"))
 }
 
+/// The key of the log a request names. Type and id are plain values (`a/b` or `..` is just a
+/// name), but control characters (NUL, newlines, escapes) are refused: no real log has them, and
+/// they would only confuse logs, terminals and the auth service that gets them.
+pub fn log_key(log_type: impl Into<String>, id: impl Into<String>) -> Result<LogKey, ApiError> {
+    let key = LogKey::new(log_type, id);
+    for (name, value) in [("type", &key.log_type), ("id", &key.id)] {
+        if value.chars().any(char::is_control) {
+            return Err(ApiError::invalid(name, "must not contain control characters"));
+        }
+    }
+    Ok(key)
+}
+
 /// What every log route reads from its request, besides the path.
 pub struct Incoming {
     pub state: SharedState,
     pub headers: HeaderMap,
+    method: Method,
     raw_query: String,
 }
 
@@ -78,8 +102,13 @@ impl Incoming {
         Query::parse(&self.raw_query)
     }
 
-    /// Asks the access check; every log route does this before it touches MongoDB.
+    /// Asks the access check; every log route does this before it touches MongoDB. A
+    /// state-changing request from another site is refused first (see `crate::origin`).
     pub async fn authorize(&self, query: &Query, key: &LogKey, action: Action) -> Result<(), ApiError> {
+        let origins = &self.state.allowed_origins;
+        if let Some(refusal) = crate::origin::cross_site_refusal(&self.method, &self.headers, origins) {
+            return Err(ApiError::CrossOrigin(refusal));
+        }
         authorize(self.state.access.as_ref(), &self.headers, query.pairs(), key, action).await
     }
 
@@ -92,11 +121,10 @@ impl Incoming {
 /// The state, headers and query string of a request to a log route.
 pub fn incoming(state: SharedState) -> impl Filter<Extract = (Incoming,), Error = Infallible> + Clone {
     let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
-    raw_query.and(warp::header::headers_cloned()).map(move |raw_query, headers| Incoming {
-        state: state.clone(),
-        headers,
-        raw_query,
-    })
+    raw_query
+        .and(warp::header::headers_cloned())
+        .and(warp::method())
+        .map(move |raw_query, headers, method| Incoming { state: state.clone(), headers, method, raw_query })
 }
 
 #[cfg(test)]
@@ -117,6 +145,25 @@ mod tests {
         let q = Query::parse("type[$ne]=x&id=1").unwrap();
         assert!(q.required("type").is_err());
         assert_eq!(q.required("id").unwrap(), "1");
+    }
+
+    #[test]
+    fn duplicated_keys_are_ambiguous() {
+        let q = Query::parse("type=a&type=b&id=1&num=1&num=2&from=3").unwrap();
+        assert!(matches!(q.required("type"), Err(ApiError::InvalidParameter { name: "type", .. })));
+        assert_eq!(q.required("id").unwrap(), "1");
+        assert!(q.count("num").is_err());
+        assert_eq!(q.count("from").unwrap(), Some(3));
+        assert_eq!(q.single("absent").unwrap(), None);
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_log_keys() {
+        assert!(log_key("a/b", "..").is_ok());
+        assert!(log_key("ci job", "é").is_ok());
+        for (t, i) in [("a\0", "1"), ("a", "1\n"), ("a\u{1b}[31m", "1"), ("a", "\u{7f}"), ("a", "\u{85}")] {
+            assert!(log_key(t, i).is_err(), "{t:?} {i:?}");
+        }
     }
 
     #[test]

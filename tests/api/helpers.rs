@@ -249,7 +249,7 @@ impl ServeProcess {
             .env("SSE_LOGS__MONGODB__URI", &self.uri)
             .env("SSE_LOGS__MONGODB__DATABASE", &self.database)
             .env("RUST_LOG", "warn")
-            .stderr(Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .expect("the service starts");
         self.child = Some(child);

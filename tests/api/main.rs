@@ -14,6 +14,7 @@ mod nginx;
 mod operate;
 mod push_faults;
 mod retention;
+mod security;
 mod shutdown;
 mod snapshot;
 mod stream;
