@@ -115,11 +115,15 @@ impl ApiClient {
 
     /// One page of the log from position `from`.
     pub async fn page(&self, key: &LogKey, from: u64, limit: u64) -> Result<Page, String> {
-        let url = format!("{}?from={from}&limit={limit}", self.log_url(key, ""));
-        match self.send(self.get(&url)).await {
+        match self.read_page(key, from, limit).await {
             Outcome::Done(page) => Ok(page),
             Outcome::Refused { message, .. } | Outcome::Unsure(message) => Err(message),
         }
+    }
+
+    async fn read_page(&self, key: &LogKey, from: u64, limit: u64) -> Outcome<Page> {
+        let url = format!("{}?from={from}&limit={limit}", self.log_url(key, ""));
+        self.send(self.get(&url)).await
     }
 
     /// Learns how many positions the log has; fails if it has ended.
@@ -128,14 +132,23 @@ impl ApiClient {
         let mut backoff = retry_backoff();
         let mut from = 0;
         loop {
-            match self.page(key, from, 10_000).await {
-                Ok(page) if page.done => return Err(AppendError::Finished),
-                Ok(page) if page.next == from => {
+            match self.read_page(key, from, 10_000).await {
+                Outcome::Done(page) if page.done => return Err(AppendError::Finished),
+                Outcome::Done(page) if page.next == from => {
                     self.next = Some(from);
                     return Ok(());
                 }
-                Ok(page) => from = page.next,
-                Err(message) => wait(&mut backoff, started, &message).await.map_err(AppendError::Refused)?,
+                Outcome::Done(page) => from = page.next,
+                // Without reading the log, a batch of unknown fate could not be looked up.
+                Outcome::Refused { status, message, .. } => {
+                    return Err(AppendError::Refused(format!(
+                        "cannot read the log to find where it ends ({status}: {message}); \
+                         push needs a token that may read the log as well as append to it"
+                    )))
+                }
+                Outcome::Unsure(message) => {
+                    wait(&mut backoff, started, &message).await.map_err(AppendError::Refused)?
+                }
             }
         }
     }

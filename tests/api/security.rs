@@ -463,6 +463,35 @@ async fn sse_logs_push_sends_no_origin_and_still_appends() {
     assert_eq!(app.logs.count_documents(doc! {"type": "deploy"}).await.unwrap(), 3, "two lines and [DONE]");
 }
 
+#[tokio::test]
+async fn push_with_a_write_only_token_fails_at_once_saying_why() {
+    let app = token_app().await;
+    let write_only = token(&[], &["deploy:8"]);
+    let output = tokio::time::timeout(
+        PATIENCE,
+        sse_logs(&[
+            "push",
+            "--type",
+            "deploy",
+            "--id",
+            "8",
+            "--server",
+            &app.url(""),
+            "--token",
+            &write_only,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output(),
+    )
+    .await
+    .expect("push does not retry a refusal for minutes")
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("needs a token that may read the log"), "{stderr}");
+    assert_eq!(app.logs.count_documents(doc! {"type": "deploy"}).await.unwrap(), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ambiguous credentials and parameters
 
