@@ -45,6 +45,8 @@ pub struct RetentionSettings {
 pub struct HttpSettings {
     /// Address to listen on; port 0 picks a free port (tests use that).
     pub bind: SocketAddr,
+    /// Seconds a client has to send a request's headers (slow clients are cut off).
+    pub header_read_timeout_secs: u64,
 }
 
 /// `[mongodb]`: where the logs are.
@@ -194,6 +196,7 @@ fn defaults(builder: Builder) -> Result<Builder, config::ConfigError> {
     let (sse, limits) = (SseSettings::default(), Limits::default());
     builder
         .set_default("http.bind", "127.0.0.1:8080")?
+        .set_default("http.header_read_timeout_secs", 10)?
         .set_default("mongodb.uri", "mongodb://127.0.0.1:27017")?
         .set_default("mongodb.database", "popop")?
         .set_default("mongodb.collection", "sse_logs")?
@@ -254,6 +257,9 @@ impl Settings {
         }
         if self.limits.max_streams == 0 {
             return invalid("limits.max_streams", "must be at least 1");
+        }
+        if self.http.header_read_timeout_secs == 0 {
+            return invalid("http.header_read_timeout_secs", "must be at least 1");
         }
         if self.retention.days == Some(0) {
             return invalid("retention.days", "must be at least 1 (or unset to keep logs forever)");

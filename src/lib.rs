@@ -64,6 +64,8 @@ mod routes;
 
 mod embed;
 
+mod server;
+
 pub mod startup;
 mod telemetry;
 

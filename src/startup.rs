@@ -42,6 +42,7 @@ pub struct Application {
     shutdown: Shutdown,
     listener: TcpListener,
     allowed_origins: Vec<String>,
+    header_read_timeout: Duration,
 }
 
 impl Application {
@@ -78,7 +79,14 @@ impl Application {
                 shutdown.clone(),
             ));
         }
-        Ok(Self { addr, streams, shutdown, listener, allowed_origins: settings.cors.allowed_origins })
+        Ok(Self {
+            addr,
+            streams,
+            shutdown,
+            listener,
+            allowed_origins: settings.cors.allowed_origins,
+            header_read_timeout: Duration::from_secs(settings.http.header_read_timeout_secs),
+        })
     }
 
     /// Where it listens (the real port when `http.bind` asked for port 0).
@@ -94,15 +102,9 @@ impl Application {
     /// Serves until shutdown, then ends every stream and returns within the grace period.
     pub async fn run_until_stopped(self) {
         let shutdown = self.shutdown.clone();
-        let signal = {
-            let shutdown = shutdown.clone();
-            async move { shutdown.wait().await }
-        };
         tracing::info!(addr = %self.addr, "listening");
-        let server = warp::serve(routes(self.streams.state().clone(), &self.allowed_origins))
-            .incoming(self.listener)
-            .graceful(signal)
-            .run();
+        let routes = routes(self.streams.state().clone(), &self.allowed_origins);
+        let server = crate::server::serve(self.listener, routes, self.header_read_timeout, shutdown.clone());
         let deadline = async {
             shutdown.wait().await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;

@@ -714,6 +714,37 @@ async fn slow_loris_clients_do_not_keep_others_out() {
     }
 }
 
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off_after_the_header_read_timeout() {
+    let app = spawn_app_with(&[("HTTP__HEADER_READ_TIMEOUT_SECS", "1")]).await;
+    let mut socket = TcpStream::connect(app.addr).await.unwrap();
+    socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let started = Instant::now();
+    let (mut reader, mut writer) = socket.into_split();
+    let dribble = async {
+        // One byte every 200 ms for 10 s: far longer than the 1 s allowed.
+        for _ in 0..50 {
+            if writer.write_all(b"a").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await; // the client's pace
+        }
+        panic!("the server kept reading a request's headers for 10 s");
+    };
+    let closed = async {
+        let mut buf = Vec::new();
+        let _ = reader.read_to_end(&mut buf).await;
+        buf
+    };
+    let answer = tokio::select! {
+        answer = closed => answer,
+        _ = dribble => Vec::new(),
+    };
+    assert!(started.elapsed() < Duration::from_secs(9), "cut off after {:?}", started.elapsed());
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"), "the request was never served");
+    assert_eq!(app.http.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Exhausting streams
 
