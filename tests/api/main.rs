@@ -13,6 +13,7 @@ mod mongo_server;
 mod nginx;
 mod operate;
 mod push_faults;
+mod replicas;
 mod retention;
 mod security;
 mod shutdown;
