@@ -60,6 +60,13 @@ pub struct MongoSettings {
     pub collection: String,
     /// Apply pending migrations when `serve` starts, so a fresh deployment just works.
     pub migrate_on_start: bool,
+    /// Seconds the change stream may stay silent before readiness reports it stalled.
+    pub change_stream_stall_secs: u64,
+}
+
+impl MongoSettings {
+    /// The default of `change_stream_stall_secs`: an idle change stream answers about every second.
+    pub const DEFAULT_STALL_SECS: u64 = 30;
 }
 
 /// `[sse]`: stream timing.
@@ -201,6 +208,7 @@ fn defaults(builder: Builder) -> Result<Builder, config::ConfigError> {
         .set_default("mongodb.database", "popop")?
         .set_default("mongodb.collection", "sse_logs")?
         .set_default("mongodb.migrate_on_start", true)?
+        .set_default("mongodb.change_stream_stall_secs", MongoSettings::DEFAULT_STALL_SECS)?
         .set_default("sse.keep_alive_secs", sse.keep_alive_secs)?
         .set_default("sse.retry_ms", sse.retry_ms)?
         .set_default("limits.max_streams", u64::try_from(limits.max_streams).unwrap_or(u64::MAX))?
@@ -257,6 +265,9 @@ impl Settings {
         }
         if self.limits.max_streams == 0 {
             return invalid("limits.max_streams", "must be at least 1");
+        }
+        if self.mongodb.change_stream_stall_secs == 0 {
+            return invalid("mongodb.change_stream_stall_secs", "must be at least 1");
         }
         if self.http.header_read_timeout_secs == 0 {
             return invalid("http.header_read_timeout_secs", "must be at least 1");

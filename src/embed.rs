@@ -36,6 +36,7 @@ pub struct LogStreamsBuilder {
     pool_size: u32,
     sse: SseSettings,
     limits: Limits,
+    stall_after: Duration,
     access: Box<dyn AccessCheck>,
     allowed_origins: Vec<String>,
     shutdown: Shutdown,
@@ -81,6 +82,7 @@ impl LogStreams {
             pool_size: DEFAULT_POOL_SIZE,
             sse: SseSettings::default(),
             limits: Limits::default(),
+            stall_after: Duration::from_secs(MongoSettings::DEFAULT_STALL_SECS),
             access: Box::new(AllowAll),
             allowed_origins: Vec::new(),
             shutdown: Shutdown::new(),
@@ -102,9 +104,10 @@ impl LogStreams {
         crate::routes::log_routes(self.state.clone())
     }
 
-    /// True while the change stream runs (MongoDB reachable): what `/readyz` reports.
+    /// True while the change stream runs and answers (MongoDB reachable, not stalled for longer
+    /// than [`LogStreamsBuilder::stall_after`]): what `/readyz` reports.
     pub fn is_live(&self) -> bool {
-        self.state.sessions.hub.is_live()
+        self.state.sessions.not_ready().is_none()
     }
 
     /// Waits until the change stream is running (`true`) or has stopped (`false`).
@@ -168,6 +171,13 @@ impl LogStreamsBuilder {
         self
     }
 
+    /// How long the change stream may stay silent (not even an empty batch) before the streams
+    /// report it stalled: [`LogStreams::is_live`] turns false and `/readyz` 503 (default 30 s).
+    pub fn stall_after(mut self, silence: Duration) -> Self {
+        self.stall_after = silence;
+        self
+    }
+
     /// Who may read and append; checked before any MongoDB work. Default: everyone.
     pub fn access(mut self, check: impl AccessCheck) -> Self {
         self.access = Box::new(check);
@@ -202,7 +212,14 @@ impl LogStreamsBuilder {
         };
         let hub = Hub::new(self.metrics.clone());
         tokio::spawn(hub.clone().run(store.clone(), self.shutdown.clone()));
-        let sessions = Sessions { hub, store, metrics: self.metrics, shutdown: self.shutdown, sse: self.sse };
+        let sessions = Sessions {
+            hub,
+            store,
+            metrics: self.metrics,
+            shutdown: self.shutdown,
+            sse: self.sse,
+            stall_after: self.stall_after,
+        };
         LogStreams { state: AppState::new(sessions, self.access, self.allowed_origins, self.limits) }
     }
 }

@@ -7,9 +7,9 @@
 //! from its resume token; when resuming is impossible every subscriber is dropped the same way.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use mongodb::change_stream::event::ResumeToken;
 use mongodb::error::ErrorKind;
@@ -36,6 +36,11 @@ pub(crate) struct Hub {
 struct Shared {
     state: Mutex<State>,
     live: watch::Sender<bool>,
+    /// When the change stream last answered (an event or an empty batch): a stream that stays
+    /// open and sends nothing (a replica set that lost its majority) shows up as a growing gap.
+    last_answer: Mutex<Instant>,
+    /// Whether a resume token is held, so a reopened stream resumes instead of resyncing.
+    resumable: AtomicBool,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
 }
@@ -78,6 +83,8 @@ impl Hub {
             shared: Arc::new(Shared {
                 state: Mutex::new(State { caught_up_at: SystemTime::now(), subscribers: HashMap::new() }),
                 live,
+                last_answer: Mutex::new(Instant::now()),
+                resumable: AtomicBool::new(false),
                 next_id: AtomicU64::new(0),
                 metrics,
             }),
@@ -144,6 +151,20 @@ impl Hub {
         }
     }
 
+    /// How long since the change stream last answered.
+    pub fn idle(&self) -> Duration {
+        self.shared.last_answer.lock().unwrap_or_else(|e| e.into_inner()).elapsed()
+    }
+
+    /// Whether the hub holds a resume token.
+    pub fn is_resumable(&self) -> bool {
+        self.shared.resumable.load(Ordering::Relaxed)
+    }
+
+    fn answered(&self) {
+        *self.shared.last_answer.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
     fn mark_caught_up(&self, at: SystemTime) {
         let mut state = self.lock();
         state.caught_up_at = state.caught_up_at.max(at);
@@ -198,10 +219,12 @@ impl Hub {
                 self.mark_caught_up(SystemTime::now());
             }
             self.shared.metrics.change_stream_starts.inc();
+            self.answered();
             self.set_live(true);
             backoff.reset();
             tracing::info!(resumed = token.is_some(), "change stream running");
             token = self.follow(&mut inserts, token, &shutdown).await;
+            self.shared.resumable.store(token.is_some(), Ordering::Relaxed);
         }
         self.set_live(false);
     }
@@ -219,6 +242,9 @@ impl Hub {
                 _ = shutdown.wait() => return token,
                 next = inserts.next() => next,
             };
+            if next.is_ok() {
+                self.answered();
+            }
             match next {
                 Ok(Some(Change::Inserted { key, line, committed })) => {
                     if let Some(at) = committed {
@@ -241,6 +267,7 @@ impl Hub {
                 }
             }
             token = inserts.resume_token().or(token);
+            self.shared.resumable.store(token.is_some(), Ordering::Relaxed);
         }
     }
 }

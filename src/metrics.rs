@@ -41,6 +41,8 @@ pub(crate) struct Metrics {
     hub_subscribers: IntGauge,
     hub_logs: IntGauge,
     hub_live: IntGauge,
+    change_stream_idle: prometheus::Gauge,
+    change_stream_resumable: IntGauge,
     resident_memory: IntGauge,
 }
 
@@ -130,6 +132,19 @@ impl Metrics {
             ),
             hub_logs: gauge("sse_logs_hub_logs", "Logs with at least one subscriber."),
             hub_live: gauge("sse_logs_hub_live", "1 while the change stream is running."),
+            change_stream_idle: {
+                let g = prometheus::Gauge::new(
+                    "sse_logs_change_stream_idle_seconds",
+                    "Seconds since the change stream last answered (an event or an empty batch).",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            change_stream_resumable: gauge(
+                "sse_logs_change_stream_resumable",
+                "1 while a resume token is held (a reopened stream resumes instead of resyncing).",
+            ),
             resident_memory: gauge(
                 "sse_logs_process_resident_memory_bytes",
                 "Resident memory of the process.",
@@ -154,10 +169,12 @@ impl Metrics {
     }
 
     /// The exposition text; hub figures are sampled at scrape time.
-    pub fn render(&self, subscribers: usize, logs: usize, hub_live: bool) -> String {
-        self.hub_subscribers.set(i64::try_from(subscribers).unwrap_or(i64::MAX));
-        self.hub_logs.set(i64::try_from(logs).unwrap_or(i64::MAX));
-        self.hub_live.set(i64::from(hub_live));
+    pub fn render(&self, hub: HubFigures) -> String {
+        self.hub_subscribers.set(i64::try_from(hub.subscribers).unwrap_or(i64::MAX));
+        self.hub_logs.set(i64::try_from(hub.logs).unwrap_or(i64::MAX));
+        self.hub_live.set(i64::from(hub.live));
+        self.change_stream_idle.set(hub.idle_secs);
+        self.change_stream_resumable.set(i64::from(hub.resumable));
         if let Some(rss) = resident_memory_bytes() {
             self.resident_memory.set(i64::try_from(rss).unwrap_or(i64::MAX));
         }
@@ -165,6 +182,16 @@ impl Metrics {
         TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
     }
+}
+
+/// What the hub reports at scrape time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HubFigures {
+    pub subscribers: usize,
+    pub logs: usize,
+    pub live: bool,
+    pub idle_secs: f64,
+    pub resumable: bool,
 }
 
 /// The process's resident set size, from `/proc` (Linux only).

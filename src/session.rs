@@ -21,7 +21,7 @@ use crate::backoff::Backoff;
 use crate::config::SseSettings;
 use crate::hub::{Event, Hub, Subscription};
 use crate::log::{LogKey, LogLine};
-use crate::metrics::Metrics;
+use crate::metrics::{HubFigures, Metrics};
 use crate::shutdown::Shutdown;
 use crate::sse::{self, Format};
 use crate::store::{Store, Stored};
@@ -42,12 +42,33 @@ pub(crate) struct Sessions {
     pub metrics: Arc<Metrics>,
     pub shutdown: Shutdown,
     pub sse: SseSettings,
+    /// A change stream silent for longer is reported stalled (not ready).
+    pub stall_after: Duration,
 }
 
 impl Sessions {
     /// The Prometheus text of `/metrics`; hub figures are sampled now.
     pub fn metrics_text(&self) -> String {
-        self.metrics.render(self.hub.subscriber_count(), self.hub.log_count(), self.hub.is_live())
+        self.metrics.render(HubFigures {
+            subscribers: self.hub.subscriber_count(),
+            logs: self.hub.log_count(),
+            live: self.hub.is_live(),
+            idle_secs: self.hub.idle().as_secs_f64(),
+            resumable: self.hub.is_resumable(),
+        })
+    }
+
+    /// Why the service cannot serve live lines now, if it cannot.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if !self.hub.is_live() {
+            Some("the MongoDB change stream is not running")
+        } else if self.hub.idle() > self.stall_after {
+            Some(
+                "the MongoDB change stream has not answered for longer than mongodb.change_stream_stall_secs",
+            )
+        } else {
+            None
+        }
     }
 }
 

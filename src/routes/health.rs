@@ -17,11 +17,12 @@ pub fn healthz() -> impl Filter<Extract = (Response,), Error = warp::Rejection> 
 /// GET /readyz: MongoDB is reachable and the change stream is running.
 pub fn readyz(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("readyz").and(warp::get()).and(with_state(state)).map(|state: SharedState| {
-        if state.sessions.hub.is_live() {
-            let body = warp::reply::json(&serde_json::json!({ "status": "ready" }));
-            warp::reply::with_status(body, StatusCode::OK).into_response()
-        } else {
-            ApiError::NotReady("the MongoDB change stream is not running").into_response()
+        match state.sessions.not_ready() {
+            None => {
+                let body = warp::reply::json(&serde_json::json!({ "status": "ready" }));
+                warp::reply::with_status(body, StatusCode::OK).into_response()
+            }
+            Some(reason) => ApiError::NotReady(reason).into_response(),
         }
     })
 }

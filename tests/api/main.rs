@@ -18,4 +18,5 @@ mod retention;
 mod security;
 mod shutdown;
 mod snapshot;
+mod stall;
 mod stream;
