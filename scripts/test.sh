@@ -9,16 +9,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/test-mongodb.sh
 
-# Real peers the tests use: nginx (a stock proxy_pass) and docker-compose (to validate the file).
+# Real peers the tests use: nginx (a stock proxy_pass), docker-compose (to validate the file) and
+# promtool (Debian's prometheus package, to check the alert rules).
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 export PATH="$PATH:/usr/sbin"
 docker-compose -f docker-compose.yml config -q
+promtool check rules deploy/prometheus/alerts.yml
+promtool test rules deploy/prometheus/alerts.test.yml
 
 trap stop_test_mongodb EXIT
 SSE_LOGS_TEST_MONGODB_BIN="$(find_test_mongodb)"

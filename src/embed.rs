@@ -210,6 +210,7 @@ impl LogStreamsBuilder {
                 Store::from_collection(collection, self.pool_size, &self.metrics)
             }
         };
+        self.metrics.max_streams.set(i64::try_from(self.limits.max_streams).unwrap_or(i64::MAX));
         let hub = Hub::new(self.metrics.clone());
         tokio::spawn(hub.clone().run(store.clone(), self.shutdown.clone()));
         let sessions = Sessions {

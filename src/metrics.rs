@@ -36,6 +36,8 @@ pub(crate) struct Metrics {
     pub mongodb_connections: IntGauge,
     /// Most connections the driver's pool may hold.
     pub mongodb_pool_size: IntGauge,
+    /// `limits.max_streams`, so alerts can compare open streams with it.
+    pub max_streams: IntGauge,
     /// Queries the store lets run at once (the pool, less what the change stream needs).
     pub mongodb_query_slots: IntGauge,
     hub_subscribers: IntGauge,
@@ -122,6 +124,7 @@ impl Metrics {
                 "sse_logs_mongodb_pool_size",
                 "Most connections the driver's pool may hold.",
             ),
+            max_streams: gauge("sse_logs_max_streams", "Most streams open at once (limits.max_streams)."),
             mongodb_query_slots: gauge(
                 "sse_logs_mongodb_query_slots",
                 "Queries allowed in flight at once (backlog reads, snapshots, appends).",

@@ -5,6 +5,7 @@ mod append;
 mod auth;
 mod cli;
 mod concurrency;
+mod dashboards;
 mod embed;
 mod errors;
 mod faults;
