@@ -46,5 +46,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
 # The first README command, end to end: service, its own test MongoDB and the demo producer.
 scripts/demo.sh --check
 cargo test --locked "$@"
+# The live service fuzzed against its own OpenAPI document (schemathesis), in none and token modes.
+scripts/fuzz-api.sh
 # The viewer in real headless Chromium (installs Debian's chromium on first use).
 scripts/browser-test.sh

@@ -45,6 +45,8 @@ enum Command {
         #[arg(long, env = "SSE_LOGS_MONGODB_URI")]
         mongodb_uri: Option<String>,
     },
+    /// Print the API description (OpenAPI 3.1), as served at /api/v1/openapi.json.
+    Openapi,
     /// Delete whole logs whose last line is older than an age (what retention.days does).
     Prune {
         /// The age: a number and d, h, m or s (e.g. 30d).
@@ -105,6 +107,11 @@ struct ServerArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve);
+    if matches!(command, Command::Openapi) {
+        let document = crate::routes::openapi::document();
+        println!("{}", serde_json::to_string_pretty(&document).expect("JSON values serialise"));
+        return ExitCode::SUCCESS;
+    }
     if matches!(command, Command::Push { .. } | Command::Tail { .. }) {
         return run_client(command);
     }
@@ -152,7 +159,11 @@ fn run_client(command: Command) -> ExitCode {
                 let client = client::ApiClient::new(&server.server, server.token);
                 tail::run(client, LogKey::new(log.log_type, log.id), from, !no_follow).await
             }
-            Command::Serve | Command::Migrate | Command::Token { .. } | Command::Prune { .. } => {
+            Command::Serve
+            | Command::Migrate
+            | Command::Token { .. }
+            | Command::Prune { .. }
+            | Command::Openapi => {
                 unreachable!("handled by main")
             }
         }

@@ -7,6 +7,7 @@
 mod health;
 mod live;
 mod logs;
+pub(crate) mod openapi;
 mod params;
 mod viewer;
 
@@ -65,6 +66,10 @@ pub(crate) fn routes(state: SharedState, allowed_origins: &[String]) -> BoxedFil
         .or(health::readyz(state.clone()))
         .unify()
         .or(health::metrics(state.clone()))
+        .unify()
+        .or(openapi::route())
+        .unify()
+        .or(other_requests())
         .unify();
     let metrics = state.sessions.metrics.clone();
     let count = warp::log::custom(move |info| {
@@ -100,6 +105,24 @@ pub(crate) fn log_routes(
         .unify()
         .or(viewer::page())
         .unify()
+}
+
+/// Every request no route took: 405 with the `Allow` header when its path exists with other
+/// methods (the API document knows which), else 404.
+fn other_requests() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path::full().and_then(|path: warp::path::FullPath| async move {
+        let response = match openapi::allowed_methods(path.as_str()) {
+            Some(allow) => {
+                let mut response = ApiError::MethodNotAllowed.into_response();
+                if let Ok(value) = warp::http::HeaderValue::from_str(&allow) {
+                    response.headers_mut().insert(warp::http::header::ALLOW, value);
+                }
+                response
+            }
+            None => ApiError::NotFound.into_response(),
+        };
+        Ok::<_, Rejection>(response)
+    })
 }
 
 /// Hands the shared state to a handler.

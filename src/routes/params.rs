@@ -72,7 +72,11 @@ pub fn parse_count(name: &'static str, text: &str) -> Result<u64, ApiError> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::invalid(name, "must be a non-negative integer"));
     }
-    text.parse().map_err(|_| ApiError::invalid(name, "is too large"))
+    // MongoDB counts and skips in signed 64 bits.
+    text.parse::<u64>()
+        .ok()
+        .filter(|n| i64::try_from(*n).is_ok())
+        .ok_or_else(|| ApiError::invalid(name, "is too large (at most 9223372036854775807)"))
 }
 
 /// The key of the log a request names. Type and id are plain values (`a/b` or `..` is just a
@@ -135,7 +139,8 @@ mod tests {
     fn counts_are_plain_decimal() {
         assert_eq!(parse_count("num", "0").unwrap(), 0);
         assert_eq!(parse_count("num", "0042").unwrap(), 42);
-        for bad in ["", "-1", "+1", "1.5", "abc", " 1", "99999999999999999999999"] {
+        assert_eq!(parse_count("num", "9223372036854775807").unwrap(), i64::MAX as u64);
+        for bad in ["", "-1", "+1", "1.5", "abc", " 1", "9223372036854775808", "99999999999999999999999"] {
             assert!(parse_count("num", bad).is_err(), "{bad:?}");
         }
     }

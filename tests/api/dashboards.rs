@@ -1,6 +1,7 @@
-//! The Grafana dashboard and the Prometheus alerts query only metrics the service exports, so a
-//! renamed metric cannot leave a panel or an alert silently empty. (`promtool check rules` and
-//! `promtool test rules` run in scripts/test.sh.)
+//! The artefacts operators use stay true to the code: the Grafana dashboard and the Prometheus
+//! alerts query only metrics the service exports (a renamed metric cannot leave a panel or an
+//! alert silently empty), and docs/openapi.json is the document the service serves.
+//! (`promtool check rules`/`test rules` and the schemathesis fuzzing run in scripts/test.sh.)
 
 use std::collections::BTreeSet;
 
@@ -62,4 +63,20 @@ async fn the_dashboard_and_the_alerts_query_only_metrics_the_service_exports() {
         panels.iter().all(|p| p["targets"].as_array().is_some_and(|t| !t.is_empty())),
         "every panel queries"
     );
+}
+
+#[tokio::test]
+async fn docs_openapi_json_is_the_document_the_service_serves() {
+    let app = spawn_app().await;
+    let served: serde_json::Value =
+        app.http.get(app.url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        served == committed,
+        "docs/openapi.json is stale: run `cargo run -- openapi > docs/openapi.json`"
+    );
+    assert_eq!(served["openapi"], "3.1.0");
 }
