@@ -13,8 +13,9 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use crate::access::{AccessCheck, AllowAll};
-use crate::config::{Limits, MongoSettings, SseSettings};
+use crate::config::{IndexSettings, Limits, MongoSettings, SseSettings};
 use crate::hub::Hub;
+use crate::index::{self, Index};
 use crate::metrics::Metrics;
 use crate::routes::{AppState, SharedState};
 use crate::session::Sessions;
@@ -36,6 +37,7 @@ pub struct LogStreamsBuilder {
     pool_size: u32,
     sse: SseSettings,
     limits: Limits,
+    index: IndexSettings,
     access: Box<dyn AccessCheck>,
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
@@ -80,6 +82,7 @@ impl LogStreams {
             pool_size: DEFAULT_POOL_SIZE,
             sse: SseSettings::default(),
             limits: Limits::default(),
+            index: IndexSettings::default(),
             access: Box::new(AllowAll),
             shutdown: Shutdown::new(),
             metrics,
@@ -93,6 +96,9 @@ impl LogStreams {
     /// - `GET  api/v1/logs/{type}/{id}?from=N&limit=M` (JSON snapshot)
     /// - `POST api/v1/logs/{type}/{id}` (append)
     /// - `GET  logs/{type}/{id}` (the HTML viewer)
+    /// - `GET  api/v1/logs?type=T&state=live|ended|all&q=TEXT&limit=N&before=CURSOR` (the index)
+    /// - `GET  api/v1/logs/events?type=T` (the index as an SSE stream)
+    /// - `GET  ` (the index page, at the prefix itself)
     ///
     /// Requests for other paths are rejected as not found, so the host's routes still match;
     /// errors of these routes are answered here as the JSON errors of the contract.
@@ -166,6 +172,13 @@ impl LogStreamsBuilder {
         self
     }
 
+    /// How the list of logs is built at start and how many it keeps (default: the last 7 days,
+    /// at most 100,000 logs).
+    pub fn index(mut self, settings: IndexSettings) -> Self {
+        self.index = IndexSettings { max_logs: settings.max_logs.max(1), ..settings };
+        self
+    }
+
     /// Who may read and append; checked before any MongoDB work. Default: everyone.
     pub fn access(mut self, check: impl AccessCheck) -> Self {
         self.access = Box::new(check);
@@ -190,9 +203,12 @@ impl LogStreamsBuilder {
                 Store::from_collection(collection, self.pool_size, &self.metrics)
             }
         };
-        let hub = Hub::new(self.metrics.clone());
+        let index = Index::new(self.index);
+        let hub = Hub::new(self.metrics.clone(), index.clone());
         tokio::spawn(hub.clone().run(store.clone(), self.shutdown.clone()));
-        let sessions = Sessions { hub, store, metrics: self.metrics, shutdown: self.shutdown, sse: self.sse };
+        tokio::spawn(index::run(index.clone(), store.clone(), self.shutdown.clone()));
+        let (metrics, shutdown, sse) = (self.metrics, self.shutdown, self.sse);
+        let sessions = Sessions { hub, store, metrics, shutdown, sse, index };
         LogStreams { state: AppState::new(sessions, self.access, self.limits) }
     }
 }

@@ -16,6 +16,7 @@ use mongodb::error::ErrorKind;
 use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
+use crate::index::Index;
 use crate::log::{LogKey, LogLine};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -38,6 +39,8 @@ struct Shared {
     live: watch::Sender<bool>,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Hears every insert, to keep the list of logs current.
+    index: Index,
 }
 
 #[derive(Debug)]
@@ -72,7 +75,7 @@ impl Drop for Subscription {
 }
 
 impl Hub {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<Metrics>, index: Index) -> Self {
         let (live, _) = watch::channel(false);
         Self {
             shared: Arc::new(Shared {
@@ -80,6 +83,7 @@ impl Hub {
                 live,
                 next_id: AtomicU64::new(0),
                 metrics,
+                index,
             }),
         }
     }
@@ -191,6 +195,8 @@ impl Hub {
                 // A fresh stream has not seen what happened before it opened.
                 self.resync_all();
                 self.mark_caught_up(SystemTime::now());
+                // Nor has the index: it is rebuilt from MongoDB, holding inserts from now on.
+                self.shared.index.begin_load();
             }
             self.shared.metrics.change_stream_starts.inc();
             self.set_live(true);
@@ -219,6 +225,7 @@ impl Hub {
                     if let Some(at) = committed {
                         self.mark_caught_up(at);
                     }
+                    self.shared.index.record(&key, line.oid, line.is_done());
                     self.dispatch(&key, Arc::new(line));
                 }
                 Ok(Some(Change::Invalidated)) => {

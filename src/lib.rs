@@ -45,6 +45,8 @@ mod metrics;
 mod migrations;
 mod store;
 
+mod index;
+
 mod hub;
 mod session;
 mod sse;

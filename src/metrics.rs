@@ -5,8 +5,8 @@ use prometheus::{
     TextEncoder,
 };
 
-/// The stream routes, the label of the per-route metrics.
-pub(crate) const ROUTES: [&str; 2] = ["seed", "stream"];
+/// The stream routes (`index` is the index stream), the label of the per-route metrics.
+pub(crate) const ROUTES: [&str; 3] = ["seed", "stream", "index"];
 
 /// Every metric the service exports.
 #[derive(Debug)]

@@ -20,6 +20,7 @@ use tracing::Instrument;
 use crate::backoff::Backoff;
 use crate::config::SseSettings;
 use crate::hub::{Event, Hub, Subscription};
+use crate::index::Index;
 use crate::log::{LogKey, LogLine};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -42,6 +43,8 @@ pub(crate) struct Sessions {
     pub metrics: Arc<Metrics>,
     pub shutdown: Shutdown,
     pub sse: SseSettings,
+    /// The list of logs, kept current by the hub.
+    pub index: Index,
 }
 
 impl Sessions {

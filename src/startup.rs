@@ -60,6 +60,7 @@ impl Application {
             .retry(Duration::from_millis(settings.sse.retry_ms))
             .max_streams(settings.limits.max_streams)
             .max_body_bytes(settings.limits.max_body_bytes)
+            .index(settings.index.clone())
             .access(access)
             .shutdown_on(async move { signal.wait().await })
             .build();

@@ -25,6 +25,10 @@ use crate::config::MongoSettings;
 use crate::log::{LogKey, LogLine, DONE};
 use crate::metrics::Metrics;
 
+mod summary;
+
+pub(crate) use summary::LogStats;
+
 /// Documents fetched per round trip while replaying a backlog.
 const BATCH_SIZE: u32 = 1000;
 /// The driver's connection pool size when the URI does not set `maxPoolSize`.
@@ -317,7 +321,7 @@ impl Store {
 }
 
 /// The smallest ObjectId made at `at`.
-fn oid_at(at: SystemTime) -> ObjectId {
+pub(crate) fn oid_at(at: SystemTime) -> ObjectId {
     let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut bytes = [0_u8; 12];
     bytes[..4].copy_from_slice(&u32::try_from(secs).unwrap_or(u32::MAX).to_be_bytes());
