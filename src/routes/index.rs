@@ -99,6 +99,7 @@ pub fn events(state: SharedState) -> impl warp::Filter<Extract = (Response,), Er
 
 async fn open_events(request: Incoming) -> Result<Response, ApiError> {
     let query = request.query()?;
+    // A cursor is validated like the list's (a stream always starts from the top).
     let mut params = ListParams::parse(&query)?;
     params.before = None;
     let state = request.state.clone();
@@ -137,9 +138,11 @@ pub fn page() -> impl warp::Filter<Extract = (Response,), Error = warp::Rejectio
 
 async fn wait_ready(index: &Index) -> Result<(), ApiError> {
     let mut ready = index.watch_ready();
-    match tokio::time::timeout(READY_WAIT, ready.wait_for(|ready| *ready)).await {
-        Ok(Ok(_)) => Ok(()),
-        _ => Err(ApiError::NotReady("the list of logs is still being built")),
+    let built = tokio::time::timeout(READY_WAIT, ready.wait_for(|ready| *ready)).await.is_ok_and(|r| r.is_ok());
+    if built {
+        Ok(())
+    } else {
+        Err(ApiError::NotReady("the list of logs is still being built"))
     }
 }
 
