@@ -37,6 +37,8 @@ pub(crate) struct Metrics {
     hub_subscribers: IntGauge,
     hub_logs: IntGauge,
     hub_live: IntGauge,
+    /// Logs in the in-memory index.
+    pub index_logs: IntGauge,
     resident_memory: IntGauge,
 }
 
@@ -121,6 +123,7 @@ impl Metrics {
             ),
             hub_logs: gauge("sse_logs_hub_logs", "Logs with at least one subscriber."),
             hub_live: gauge("sse_logs_hub_live", "1 while the change stream is running."),
+            index_logs: gauge("sse_logs_index_logs", "Logs in the in-memory index of logs."),
             resident_memory: gauge(
                 "sse_logs_process_resident_memory_bytes",
                 "Resident memory of the process.",

@@ -50,6 +50,7 @@ pub(crate) struct Sessions {
 impl Sessions {
     /// The Prometheus text of `/metrics`; hub figures are sampled now.
     pub fn metrics_text(&self) -> String {
+        self.metrics.index_logs.set(i64::try_from(self.index.len()).unwrap_or(i64::MAX));
         self.metrics.render(self.hub.subscriber_count(), self.hub.log_count(), self.hub.is_live())
     }
 }

@@ -29,11 +29,14 @@ pub(crate) fn encode(position: &Position) -> String {
 
 /// The position a cursor names, or `None` when the service did not issue it.
 pub(crate) fn decode(text: &str) -> Option<Position> {
-    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let bytes: Vec<u8> =
-        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16)).collect::<Result<_, _>>().ok()?;
+    let bytes: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
     let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(8)?)?;
     if checksum(body).to_be_bytes() != sum {
         return None;
@@ -48,9 +51,10 @@ pub(crate) fn decode(text: &str) -> Option<Position> {
 
 /// FNV-1a, 64 bits: stable across builds and platforms, unlike std's hasher.
 fn checksum(bytes: &[u8]) -> u64 {
-    DOMAIN.iter().chain(bytes).fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    DOMAIN
+        .iter()
+        .chain(bytes)
+        .fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]

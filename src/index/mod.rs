@@ -160,8 +160,13 @@ impl Index {
         state.pending.clear();
         for stats in stats {
             state.order.insert((stats.last, stats.key.clone()));
-            let entry =
-                Entry { first: stats.first, last: stats.last, lines: stats.lines, done: stats.done, announced: None };
+            let entry = Entry {
+                first: stats.first,
+                last: stats.last,
+                lines: stats.lines,
+                done: stats.done,
+                announced: None,
+            };
             state.logs.insert(stats.key, entry);
         }
         self.evict(&mut state);

@@ -89,7 +89,9 @@ async fn list_logs(request: Incoming) -> Result<Response, ApiError> {
 }
 
 /// GET /api/v1/logs/events?type=T&state=...&q=TEXT&limit=N
-pub fn events(state: SharedState) -> impl warp::Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+pub fn events(
+    state: SharedState,
+) -> impl warp::Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("api" / "v1" / "logs" / "events")
         .and(warp::get())
         .and(incoming(state))
@@ -110,7 +112,8 @@ async fn open_events(request: Incoming) -> Result<Response, ApiError> {
     // The first list is made here so that missing credentials are a 401, not an empty stream.
     let mut readable = Readable::default();
     let (first, _) = readable.page(&request, &query, &params).await?;
-    let body = index_feed::start(index_feed::Feed { request, query, params, readable, changes, first }, permit);
+    let body =
+        index_feed::start(index_feed::Feed { request, query, params, readable, changes, first }, permit);
     let mut response = warp::reply::stream(body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -138,7 +141,8 @@ pub fn page() -> impl warp::Filter<Extract = (Response,), Error = warp::Rejectio
 
 async fn wait_ready(index: &Index) -> Result<(), ApiError> {
     let mut ready = index.watch_ready();
-    let built = tokio::time::timeout(READY_WAIT, ready.wait_for(|ready| *ready)).await.is_ok_and(|r| r.is_ok());
+    let built =
+        tokio::time::timeout(READY_WAIT, ready.wait_for(|ready| *ready)).await.is_ok_and(|r| r.is_ok());
     if built {
         Ok(())
     } else {
@@ -155,7 +159,12 @@ pub(super) struct Readable {
 impl Readable {
     /// Whether the caller may read `key`. Missing credentials (401) or an undecidable check
     /// (503) are errors of the whole request; a 403 only hides this log.
-    pub async fn allows(&mut self, request: &Incoming, query: &Query, key: &LogKey) -> Result<bool, ApiError> {
+    pub async fn allows(
+        &mut self,
+        request: &Incoming,
+        query: &Query,
+        key: &LogKey,
+    ) -> Result<bool, ApiError> {
         if let Some(known) = self.known.get(key) {
             return Ok(*known);
         }

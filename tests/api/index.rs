@@ -175,7 +175,8 @@ async fn bad_parameters_are_400_with_the_contract_body() {
 #[tokio::test]
 async fn at_start_the_list_is_built_from_mongodb_with_logs_that_began_before_the_window() {
     let app = spawn_app().await;
-    let doc = |id: &str, oid: ObjectId, log: &str| doc! { "_id": oid, "type": "deploy", "id": id, "log": log };
+    let doc =
+        |id: &str, oid: ObjectId, log: &str| doc! { "_id": oid, "type": "deploy", "id": id, "log": log };
     let days = |d: u64| Duration::from_secs(d * 86_400);
     let documents: Vec<Document> = vec![
         // Began 10 days ago, still writing: listed with every line and its real start.
@@ -258,7 +259,11 @@ async fn in_token_mode_only_readable_logs_are_listed_and_streamed() {
     app.write("deploy", "2", &["[DONE]"]).await;
     app.write("deploy", "1", &["[DONE]"]).await;
     let next = next_log(&mut mine).await;
-    assert_eq!((next["id"].as_str(), next["done"].as_bool()), (Some("1"), Some(true)), "deploy/2 is not shown");
+    assert_eq!(
+        (next["id"].as_str(), next["done"].as_bool()),
+        (Some("1"), Some(true)),
+        "deploy/2 is not shown"
+    );
 }
 
 #[tokio::test]
