@@ -16,7 +16,7 @@ use mongodb::error::ErrorKind;
 use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
-use crate::index::Index;
+use crate::index::{Index, Insert};
 use crate::log::{LogKey, LogLine};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -225,7 +225,8 @@ impl Hub {
                     if let Some(at) = committed {
                         self.mark_caught_up(at);
                     }
-                    self.shared.index.record(&key, line.oid, line.is_done());
+                    let insert = Insert { oid: line.oid, done: line.is_done(), at: line.inserted_at };
+                    self.shared.index.record(&key, insert);
                     self.dispatch(&key, Arc::new(line));
                 }
                 Ok(Some(Change::Invalidated)) => {

@@ -11,7 +11,7 @@ mod load;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bson::oid::ObjectId;
 use serde::Serialize;
@@ -31,6 +31,15 @@ const CHANGES_CAPACITY: usize = 4096;
 /// Inserts held while the start-up aggregation runs; beyond it the load starts over.
 const LOAD_BUFFER: usize = 1_000_000;
 
+/// One insert, as the hub hands it over.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Insert {
+    pub oid: ObjectId,
+    pub done: bool,
+    /// When MongoDB committed it (the change event's wall time, in milliseconds), if known.
+    pub at: Option<SystemTime>,
+}
+
 /// One log as the list route and the index stream show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Summary {
@@ -41,7 +50,8 @@ pub(crate) struct Summary {
     pub lines: u64,
     /// RFC 3339, UTC: the time of the first line's `_id`.
     pub started: String,
-    /// RFC 3339, UTC: the time of the last line's `_id`.
+    /// RFC 3339, UTC: when the last line was inserted (to the millisecond when seen live,
+    /// else its `_id`'s second).
     pub updated: String,
     pub done: bool,
     /// Where the log sits in the list (what a cursor after it names).
@@ -96,7 +106,7 @@ struct State {
     /// Every log by its last `_id`: the list's order, most recent last.
     order: BTreeSet<Position>,
     /// Inserts seen while a load runs, applied after it.
-    loading: Option<Vec<(LogKey, ObjectId, bool)>>,
+    loading: Option<Vec<(LogKey, Insert)>>,
     overflowed: bool,
     /// Logs that grew but were announced less than a second ago.
     pending: HashSet<LogKey>,
@@ -108,7 +118,15 @@ struct Entry {
     last: ObjectId,
     lines: u64,
     done: bool,
+    updated: SystemTime,
     announced: Option<Instant>,
+}
+
+impl Entry {
+    fn new(first: ObjectId, last: ObjectId, lines: u64, done: bool, at: Option<SystemTime>) -> Self {
+        let updated = at.unwrap_or_else(|| last.timestamp().into());
+        Self { first, last, lines, done, updated, announced: None }
+    }
 }
 
 impl Index {
@@ -125,18 +143,18 @@ impl Index {
     }
 
     /// An insert from the change stream.
-    pub fn record(&self, key: &LogKey, oid: ObjectId, done: bool) {
+    pub fn record(&self, key: &LogKey, insert: Insert) {
         let mut state = self.lock();
         if let Some(buffer) = state.loading.as_mut() {
             if buffer.len() < LOAD_BUFFER {
-                buffer.push((key.clone(), oid, done));
+                buffer.push((key.clone(), insert));
             } else {
                 buffer.clear();
                 state.overflowed = true;
             }
             return;
         }
-        self.apply(&mut state, key, oid, done, false);
+        self.apply(&mut state, key, insert, false);
     }
 
     /// Starts a rebuild: inserts are held from now on. The change stream must be running.
@@ -160,18 +178,12 @@ impl Index {
         state.pending.clear();
         for stats in stats {
             state.order.insert((stats.last, stats.key.clone()));
-            let entry = Entry {
-                first: stats.first,
-                last: stats.last,
-                lines: stats.lines,
-                done: stats.done,
-                announced: None,
-            };
+            let entry = Entry::new(stats.first, stats.last, stats.lines, stats.done, None);
             state.logs.insert(stats.key, entry);
         }
         self.evict(&mut state);
-        for (key, oid, done) in held {
-            self.apply(&mut state, &key, oid, done, true);
+        for (key, insert) in held {
+            self.apply(&mut state, &key, insert, true);
         }
         drop(state);
         let _ = self.shared.changes.send(Change::Reset);
@@ -181,9 +193,10 @@ impl Index {
 
     /// Counts one insert. While held inserts are replayed after a load, those the aggregation
     /// already counted (an `_id` not after the log's last) are skipped.
-    fn apply(&self, state: &mut State, key: &LogKey, oid: ObjectId, done: bool, replay: bool) {
+    fn apply(&self, state: &mut State, key: &LogKey, insert: Insert, replay: bool) {
+        let Insert { oid, done, at } = insert;
         let Some(entry) = state.logs.get_mut(key) else {
-            state.logs.insert(key.clone(), Entry { first: oid, last: oid, lines: 1, done, announced: None });
+            state.logs.insert(key.clone(), Entry::new(oid, oid, 1, done, at));
             state.order.insert((oid, key.clone()));
             self.evict(state);
             self.announce(state, key);
@@ -194,6 +207,7 @@ impl Index {
         }
         entry.lines += 1;
         entry.first = entry.first.min(oid);
+        entry.updated = entry.updated.max(at.unwrap_or_else(|| oid.timestamp().into()));
         if oid > entry.last {
             let old = std::mem::replace(&mut entry.last, oid);
             state.order.remove(&(old, key.clone()));
@@ -280,7 +294,7 @@ fn summary(key: &LogKey, entry: &Entry) -> Summary {
         id: key.id.clone(),
         lines: entry.lines,
         started: rfc3339(entry.first),
-        updated: rfc3339(entry.last),
+        updated: bson::DateTime::from_system_time(entry.updated).try_to_rfc3339_string().unwrap_or_default(),
         done: entry.done,
         position: (entry.last, key.clone()),
     }

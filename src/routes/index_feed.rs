@@ -58,8 +58,9 @@ impl Feed {
     async fn run(mut self, out: &mpsc::Sender<Bytes>) -> Result<(), Stop> {
         let sessions = self.request.state.sessions.clone();
         let mut first = BytesMut::from(&sse::retry(sessions.sse.retry_ms)[..]);
-        for summary in std::mem::take(&mut self.first) {
-            write_log(&mut first, &summary);
+        // Oldest first, so that on every stream a later event is a more recent update.
+        for summary in std::mem::take(&mut self.first).iter().rev() {
+            write_log(&mut first, summary);
         }
         self.send(out, first.freeze()).await?;
         let keep_alive = sessions.sse.keep_alive();
@@ -104,7 +105,7 @@ impl Feed {
     async fn whole_list(&mut self) -> BytesMut {
         let mut chunk = BytesMut::new();
         if let Ok((logs, _)) = self.readable.page(&self.request, &self.query, &self.params).await {
-            for summary in &logs {
+            for summary in logs.iter().rev() {
                 write_log(&mut chunk, summary);
             }
         }

@@ -255,7 +255,7 @@ async fn in_token_mode_only_readable_logs_are_listed_and_streamed() {
         .iter()
         .map(|l| format!("{}/{}", l["type"].as_str().unwrap(), l["id"].as_str().unwrap()))
         .collect();
-    assert_eq!(first, ["build/9", "deploy/1"]);
+    assert_eq!(first, ["deploy/1", "build/9"], "the first list comes oldest first");
     app.write("deploy", "2", &["[DONE]"]).await;
     app.write("deploy", "1", &["[DONE]"]).await;
     let next = next_log(&mut mine).await;
