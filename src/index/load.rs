@@ -3,8 +3,8 @@
 //! has passed.
 //!
 //! Cost: one aggregation over the lines of the last `index.window_days` days (an `_id` range),
-//! then, for the logs found there that began earlier, one aggregation per 200 logs over their
-//! earlier lines (the `{type, id, _id}` index), so that their line counts and start times are
+//! then, for the logs found there, one aggregation per 200 logs over their lines made before it
+//! (the `{type, id, _id}` index), so that the counts and start times of logs that began earlier are
 //! whole. Nothing else: every later change comes from the hub's change stream.
 
 use std::time::{Duration, SystemTime};
