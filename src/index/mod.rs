@@ -303,3 +303,6 @@ fn summary(key: &LogKey, entry: &Entry) -> Summary {
 fn rfc3339(oid: ObjectId) -> String {
     oid.timestamp().try_to_rfc3339_string().unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;
