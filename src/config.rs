@@ -29,6 +29,8 @@ pub struct Settings {
     pub cors: CorsSettings,
     /// `[retention]`
     pub retention: RetentionSettings,
+    /// `[index]`
+    pub index: IndexSettings,
 }
 
 /// `[retention]`: deleting old logs (off unless `days` is set).
@@ -85,6 +87,15 @@ pub struct Limits {
     pub max_streams: usize,
     /// Largest append body; larger ones get 413.
     pub max_body_bytes: u64,
+}
+
+/// `[index]`: the in-memory list of logs behind `GET /api/v1/logs` and the index page.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IndexSettings {
+    /// Days of lines read at start to build the list (by `_id` time); 0 lists only logs seen live.
+    pub window_days: u64,
+    /// Most logs kept; beyond it the least recently updated are forgotten.
+    pub max_logs: usize,
 }
 
 /// `[log]`: the process's own logging.
@@ -192,6 +203,12 @@ impl Default for SseSettings {
     }
 }
 
+impl Default for IndexSettings {
+    fn default() -> Self {
+        Self { window_days: 7, max_logs: 100_000 }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self { max_streams: 10_000, max_body_bytes: 1_048_576 }
@@ -200,7 +217,7 @@ impl Default for Limits {
 
 /// Every default, written once; the embedding API's builder starts from the same values.
 fn defaults(builder: Builder) -> Result<Builder, config::ConfigError> {
-    let (sse, limits) = (SseSettings::default(), Limits::default());
+    let (sse, limits, index) = (SseSettings::default(), Limits::default(), IndexSettings::default());
     builder
         .set_default("http.bind", "127.0.0.1:8080")?
         .set_default("http.header_read_timeout_secs", 10)?
@@ -219,7 +236,9 @@ fn defaults(builder: Builder) -> Result<Builder, config::ConfigError> {
         .set_default("auth.forward_timeout_ms", 2000)?
         .set_default("auth.forward_cache_secs", 5)?
         .set_default("retention.interval_secs", 3600)?
-        .set_default("cors.allowed_origins", Vec::<String>::new())
+        .set_default("cors.allowed_origins", Vec::<String>::new())?
+        .set_default("index.window_days", index.window_days)?
+        .set_default("index.max_logs", u64::try_from(index.max_logs).unwrap_or(u64::MAX))
 }
 
 type Builder = config::builder::ConfigBuilder<config::builder::DefaultState>;
@@ -280,6 +299,12 @@ impl Settings {
         }
         if self.limits.max_body_bytes == 0 {
             return invalid("limits.max_body_bytes", "must be at least 1");
+        }
+        if self.index.max_logs == 0 {
+            return invalid("index.max_logs", "must be at least 1");
+        }
+        if self.index.window_days > 36_500 {
+            return invalid("index.window_days", "must be at most 36500");
         }
         self.validate_auth()
     }
@@ -349,6 +374,8 @@ mod tests {
         assert_eq!(s.limits.max_streams, 10000);
         assert_eq!(s.limits.max_body_bytes, 1_048_576);
         assert_eq!(s.log.format, LogFormat::Text);
+        assert_eq!(s.index.window_days, 7);
+        assert_eq!(s.index.max_logs, 100_000);
     }
 
     #[test]

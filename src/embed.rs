@@ -13,8 +13,9 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use crate::access::{AccessCheck, AllowAll};
-use crate::config::{Limits, MongoSettings, SseSettings};
+use crate::config::{IndexSettings, Limits, MongoSettings, SseSettings};
 use crate::hub::Hub;
+use crate::index::{self, Index};
 use crate::metrics::Metrics;
 use crate::routes::{AppState, SharedState};
 use crate::session::Sessions;
@@ -37,6 +38,7 @@ pub struct LogStreamsBuilder {
     sse: SseSettings,
     limits: Limits,
     stall_after: Duration,
+    index: IndexSettings,
     access: Box<dyn AccessCheck>,
     allowed_origins: Vec<String>,
     shutdown: Shutdown,
@@ -83,6 +85,7 @@ impl LogStreams {
             sse: SseSettings::default(),
             limits: Limits::default(),
             stall_after: Duration::from_secs(MongoSettings::DEFAULT_STALL_SECS),
+            index: IndexSettings::default(),
             access: Box::new(AllowAll),
             allowed_origins: Vec::new(),
             shutdown: Shutdown::new(),
@@ -97,6 +100,9 @@ impl LogStreams {
     /// - `GET  api/v1/logs/{type}/{id}?from=N&limit=M` (JSON snapshot)
     /// - `POST api/v1/logs/{type}/{id}` (append)
     /// - `GET  logs/{type}/{id}` (the HTML viewer)
+    /// - `GET  api/v1/logs?type=T&state=live|ended|all&q=TEXT&limit=N&before=CURSOR` (the index)
+    /// - `GET  api/v1/logs/events?type=T` (the index as an SSE stream)
+    /// - `GET  ` (the index page, at the prefix itself)
     ///
     /// Requests for other paths are rejected as not found, so the host's routes still match;
     /// errors of these routes are answered here as the JSON errors of the contract.
@@ -178,6 +184,13 @@ impl LogStreamsBuilder {
         self
     }
 
+    /// How the list of logs is built at start and how many it keeps (default: the last 7 days,
+    /// at most 100,000 logs).
+    pub fn index(mut self, settings: IndexSettings) -> Self {
+        self.index = IndexSettings { max_logs: settings.max_logs.max(1), ..settings };
+        self
+    }
+
     /// Who may read and append; checked before any MongoDB work. Default: everyone.
     pub fn access(mut self, check: impl AccessCheck) -> Self {
         self.access = Box::new(check);
@@ -211,8 +224,10 @@ impl LogStreamsBuilder {
             }
         };
         self.metrics.max_streams.set(i64::try_from(self.limits.max_streams).unwrap_or(i64::MAX));
-        let hub = Hub::new(self.metrics.clone());
+        let index = Index::new(self.index);
+        let hub = Hub::new(self.metrics.clone(), index.clone());
         tokio::spawn(hub.clone().run(store.clone(), self.shutdown.clone()));
+        tokio::spawn(index::run(index.clone(), store.clone(), self.shutdown.clone()));
         let sessions = Sessions {
             hub,
             store,
@@ -220,6 +235,7 @@ impl LogStreamsBuilder {
             shutdown: self.shutdown,
             sse: self.sse,
             stall_after: self.stall_after,
+            index,
         };
         LogStreams { state: AppState::new(sessions, self.access, self.allowed_origins, self.limits) }
     }

@@ -16,6 +16,7 @@ use mongodb::error::ErrorKind;
 use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
+use crate::index::{Index, Insert};
 use crate::log::{LogKey, LogLine};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -43,6 +44,8 @@ struct Shared {
     resumable: AtomicBool,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Hears every insert, to keep the list of logs current.
+    index: Index,
 }
 
 #[derive(Debug)]
@@ -77,7 +80,7 @@ impl Drop for Subscription {
 }
 
 impl Hub {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<Metrics>, index: Index) -> Self {
         let (live, _) = watch::channel(false);
         Self {
             shared: Arc::new(Shared {
@@ -87,6 +90,7 @@ impl Hub {
                 resumable: AtomicBool::new(false),
                 next_id: AtomicU64::new(0),
                 metrics,
+                index,
             }),
         }
     }
@@ -217,6 +221,8 @@ impl Hub {
                 // A fresh stream has not seen what happened before it opened.
                 self.resync_all();
                 self.mark_caught_up(SystemTime::now());
+                // Nor has the index: it is rebuilt from MongoDB, holding inserts from now on.
+                self.shared.index.begin_load();
             }
             self.shared.metrics.change_stream_starts.inc();
             self.answered();
@@ -250,6 +256,8 @@ impl Hub {
                     if let Some(at) = committed {
                         self.mark_caught_up(at);
                     }
+                    let insert = Insert { oid: line.oid, done: line.is_done(), at: line.inserted_at };
+                    self.shared.index.record(&key, insert);
                     self.dispatch(&key, Arc::new(line));
                 }
                 Ok(Some(Change::Invalidated)) => {

@@ -35,9 +35,10 @@
 
 // The modules, in the order a line travels; each imports only from those above it. Settings,
 // what a log is, and small shared tools; MongoDB (every query, the change stream, migrations);
-// the hub that fans the change stream out, and retention; SSE framing and one viewer's
-// session; the API error and who may do what; the HTTP routes; the embedding API built from them; the `serve` binary's
-// wiring; the command line.
+// the list of logs, the hub that fans the change stream out to it and to the streams, and
+// retention; SSE framing and one viewer's session; the API error and who may do what; the HTTP
+// routes; the embedding API built from them; the `serve` binary's server and wiring; the
+// command line.
 pub mod config;
 mod log;
 
@@ -47,6 +48,8 @@ pub mod shutdown;
 
 mod migrations;
 mod store;
+
+mod index;
 
 mod hub;
 mod retention;

@@ -15,7 +15,7 @@ use bson::{doc, Bson, Document};
 pub const DONE: &str = "[DONE]";
 
 /// The identity of one log.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LogKey {
     /// The `type` field, e.g. `deploy`.
     pub log_type: String,

@@ -5,8 +5,8 @@ use prometheus::{
     TextEncoder,
 };
 
-/// The stream routes, the label of the per-route metrics.
-pub(crate) const ROUTES: [&str; 2] = ["seed", "stream"];
+/// The stream routes (`index` is the index stream), the label of the per-route metrics.
+pub(crate) const ROUTES: [&str; 3] = ["seed", "stream", "index"];
 
 /// Every metric the service exports.
 #[derive(Debug)]
@@ -45,6 +45,8 @@ pub(crate) struct Metrics {
     hub_live: IntGauge,
     change_stream_idle: prometheus::Gauge,
     change_stream_resumable: IntGauge,
+    /// Logs in the in-memory index.
+    pub index_logs: IntGauge,
     resident_memory: IntGauge,
 }
 
@@ -148,6 +150,7 @@ impl Metrics {
                 "sse_logs_change_stream_resumable",
                 "1 while a resume token is held (a reopened stream resumes instead of resyncing).",
             ),
+            index_logs: gauge("sse_logs_index_logs", "Logs in the in-memory index of logs."),
             resident_memory: gauge(
                 "sse_logs_process_resident_memory_bytes",
                 "Resident memory of the process.",

@@ -20,6 +20,7 @@ use tracing::Instrument;
 use crate::backoff::Backoff;
 use crate::config::SseSettings;
 use crate::hub::{Event, Hub, Subscription};
+use crate::index::Index;
 use crate::log::{LogKey, LogLine};
 use crate::metrics::{HubFigures, Metrics};
 use crate::shutdown::Shutdown;
@@ -44,11 +45,14 @@ pub(crate) struct Sessions {
     pub sse: SseSettings,
     /// A change stream silent for longer is reported stalled (not ready).
     pub stall_after: Duration,
+    /// The list of logs, kept current by the hub.
+    pub index: Index,
 }
 
 impl Sessions {
     /// The Prometheus text of `/metrics`; hub figures are sampled now.
     pub fn metrics_text(&self) -> String {
+        self.metrics.index_logs.set(i64::try_from(self.index.len()).unwrap_or(i64::MAX));
         self.metrics.render(HubFigures {
             subscribers: self.hub.subscriber_count(),
             logs: self.hub.log_count(),

@@ -62,6 +62,7 @@ impl Application {
             .max_streams(settings.limits.max_streams)
             .max_body_bytes(settings.limits.max_body_bytes)
             .stall_after(Duration::from_secs(settings.mongodb.change_stream_stall_secs))
+            .index(settings.index.clone())
             .access(access)
             .allowed_origins(settings.cors.allowed_origins.clone())
             .shutdown_on(async move { signal.wait().await })

@@ -5,6 +5,8 @@
 //! JSON.
 
 mod health;
+mod index;
+mod index_feed;
 mod live;
 mod logs;
 pub(crate) mod openapi;
@@ -101,9 +103,15 @@ pub(crate) fn log_routes(
         .unify()
         .or(logs::snapshot(state.clone()))
         .unify()
-        .or(logs::append(state))
+        .or(logs::append(state.clone()))
+        .unify()
+        .or(index::list(state.clone()))
+        .unify()
+        .or(index::events(state))
         .unify()
         .or(viewer::page())
+        .unify()
+        .or(index::page())
         .unify()
 }
 

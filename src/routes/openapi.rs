@@ -108,6 +108,30 @@ fn paths() -> Value {
                 }), &["400", "401", "403", "409", "413", "503"]),
             },
         },
+        "/api/v1/logs": { "get": {
+            "operationId": "listLogs",
+            "summary": "Which logs exist: most recently updated first",
+            "parameters": list_parameters(),
+            "responses": with_errors(json!({
+                "200": { "description": "A page of the list.", "content": json_of("#/components/schemas/LogList") },
+            }), &["400", "401", "503"]),
+        }},
+        "/api/v1/logs/events": { "get": {
+            "operationId": "logEvents",
+            "summary": "The list of logs as a live stream",
+            "description": "`event: log` with a `LogSummary` for each current log, then one when a log starts, when it \
+                ends, and at most once a second while it grows. Keep-alive comments while idle.",
+            "parameters": list_parameters(),
+            "responses": with_errors(json!({
+                "200": { "description": "The event stream.", "content": { "text/event-stream": { "schema": { "type": "string" } } } },
+            }), &["400", "401", "503"]),
+        }},
+        "/": { "get": {
+            "operationId": "indexPage",
+            "summary": "The index page: the logs, live",
+            "security": [{}],
+            "responses": { "200": { "description": "The page.", "content": { "text/html": { "schema": { "type": "string" } } } } },
+        }},
         "/logs/{type}/{id}": { "get": {
             "operationId": "viewer",
             "summary": "The HTML viewer of one log",
@@ -185,9 +209,46 @@ fn components() -> Value {
                 "type": "object", "required": ["appended", "next"],
                 "properties": { "appended": { "type": "integer", "minimum": 0 }, "next": { "type": "integer", "minimum": 0 } },
             },
+            "LogSummary": {
+                "type": "object", "required": ["type", "id", "lines", "started", "updated", "done"],
+                "properties": {
+                    "type": { "type": "string" }, "id": { "type": "string" },
+                    "lines": { "type": "integer", "minimum": 0 },
+                    "started": { "type": "string", "format": "date-time" },
+                    "updated": { "type": "string", "format": "date-time" },
+                    "done": { "type": "boolean" },
+                },
+            },
+            "LogList": {
+                "type": "object", "required": ["logs", "next"],
+                "properties": {
+                    "logs": { "type": "array", "items": { "$ref": "#/components/schemas/LogSummary" } },
+                    "next": { "type": ["string", "null"], "description": "The `before` of the next page; null at the end." },
+                },
+            },
             "Status": { "type": "object", "required": ["status"], "properties": { "status": { "type": "string" } } },
         },
     })
+}
+
+fn list_parameters() -> Value {
+    json!([
+        query("type", false, json!({ "type": "string" }), "Only logs of this type."),
+        query(
+            "state",
+            false,
+            json!({ "type": "string", "enum": ["live", "ended", "all"] }),
+            "Live, ended or all."
+        ),
+        query("q", false, json!({ "type": "string" }), "A substring of the id (case-insensitive)."),
+        query(
+            "limit",
+            false,
+            json!({ "type": "integer", "minimum": 1, "maximum": 500, "default": 50 }),
+            "Logs per page."
+        ),
+        query("before", false, json!({ "type": "string" }), "A cursor from `next` (anything else is 400)."),
+    ])
 }
 
 fn path(name: &str) -> Value {
@@ -253,7 +314,7 @@ mod tests {
     fn every_operation_has_an_id_and_every_reference_resolves() {
         let doc = document();
         let text = doc.to_string();
-        for name in ["Error", "Snapshot", "AppendBody", "Appended", "Status"] {
+        for name in ["Error", "Snapshot", "AppendBody", "Appended", "Status", "LogList", "LogSummary"] {
             assert!(doc["components"]["schemas"][name].is_object(), "{name}");
         }
         let mut rest = text.as_str();

@@ -31,6 +31,9 @@ mod watch;
 use append::AppendLocks;
 pub(crate) use append::Appended;
 pub(crate) use watch::{Change, Inserts};
+mod summary;
+
+pub(crate) use summary::LogStats;
 
 /// Documents fetched per round trip while replaying a backlog.
 const BATCH_SIZE: u32 = 1000;

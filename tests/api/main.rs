@@ -10,6 +10,7 @@ mod embed;
 mod errors;
 mod faults;
 mod helpers;
+mod index;
 mod mongo_server;
 mod nginx;
 mod operate;

@@ -1,0 +1,92 @@
+//! The index's background task: builds the list from MongoDB when the hub asks (at start, and
+//! after a change stream that could not resume), and announces growing logs once their second
+//! has passed.
+//!
+//! Cost: one aggregation over the lines of the last `index.window_days` days (an `_id` range),
+//! then, for the logs found there, one aggregation per 200 logs over their lines made before it
+//! (the `{type, id, _id}` index), so that the counts and start times of logs that began earlier are
+//! whole. Nothing else: every later change comes from the hub's change stream.
+
+use std::time::{Duration, SystemTime};
+
+use crate::backoff::Backoff;
+use crate::index::Index;
+use crate::log::LogKey;
+use crate::shutdown::Shutdown;
+use crate::store::{LogStats, Store};
+
+/// How often growing logs are looked at for announcing.
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+
+/// Runs until shutdown.
+pub(crate) async fn run(index: Index, store: Store, shutdown: Shutdown) {
+    let mut generations = index.shared.generation.subscribe();
+    let mut flush = tokio::time::interval(FLUSH_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut loaded = 0;
+    loop {
+        let wanted = *generations.borrow_and_update();
+        if wanted > loaded {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                done = load_until_done(&index, &store, wanted) => if done { loaded = wanted },
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = generations.changed() => {}
+            _ = flush.tick() => index.flush_pending(),
+        }
+    }
+}
+
+/// Loads generation `wanted`, retrying MongoDB failures; false when a newer one superseded it.
+async fn load_until_done(index: &Index, store: &Store, wanted: u64) -> bool {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        if *index.shared.generation.borrow() != wanted {
+            return false;
+        }
+        let started = std::time::Instant::now();
+        match read(index, store).await {
+            Ok(stats) => {
+                let logs = stats.len();
+                if index.finish_load(wanted, stats) {
+                    tracing::info!(logs, took = ?started.elapsed(), "index of logs built");
+                    return true;
+                }
+                if *index.shared.generation.borrow() == wanted {
+                    // Too many inserts arrived while it ran: start over, holding from now.
+                    tracing::warn!("index load overtaken by inserts; starting over");
+                    index.begin_load();
+                }
+                return false;
+            }
+            Err(err) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %err, retry_in = ?delay, "index of logs not built yet");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+async fn read(index: &Index, store: &Store) -> mongodb::error::Result<Vec<LogStats>> {
+    let settings = &index.shared.settings;
+    if settings.window_days == 0 {
+        return Ok(Vec::new());
+    }
+    let window = Duration::from_secs(settings.window_days.saturating_mul(86_400));
+    let since = SystemTime::now().checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut stats = store.log_stats_since(since, settings.max_logs).await?;
+    let keys: Vec<LogKey> = stats.iter().map(|s| s.key.clone()).collect();
+    let earlier = store.log_stats_before(since, &keys).await?;
+    for log in &mut stats {
+        if let Some((first, lines)) = earlier.get(&log.key) {
+            log.first = log.first.min(*first);
+            log.lines += lines;
+        }
+    }
+    Ok(stats)
+}

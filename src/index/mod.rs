@@ -1,0 +1,308 @@
+//! The index: which logs exist, live, kept in memory so that listing costs MongoDB nothing.
+//!
+//! Built at start from one aggregation over a recent window (`load.rs`), then kept current by
+//! the hub, which hands every insert of its one change stream to [`Index::record`]. Changes are
+//! broadcast to the open index streams: a log's first line and its `[DONE]` at once, growth at
+//! most once per second per log. At most `index.max_logs` logs are kept; the least recently
+//! updated are forgotten first, so memory stays bounded whatever the collection holds.
+
+mod cursor;
+mod load;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use bson::oid::ObjectId;
+use serde::Serialize;
+use tokio::sync::{broadcast, watch};
+
+pub(crate) use cursor::{decode as decode_cursor, encode as encode_cursor, Position};
+pub(crate) use load::run;
+
+use crate::config::IndexSettings;
+use crate::log::LogKey;
+use crate::store::LogStats;
+
+/// A growing log is announced at most this often.
+const GROWTH_EVERY: Duration = Duration::from_secs(1);
+/// Changes an index stream may fall behind by before it is sent the whole list again.
+const CHANGES_CAPACITY: usize = 4096;
+/// Inserts held while the start-up aggregation runs; beyond it the load starts over.
+const LOAD_BUFFER: usize = 1_000_000;
+
+/// One insert, as the hub hands it over.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Insert {
+    pub oid: ObjectId,
+    pub done: bool,
+    /// When MongoDB committed it (the change event's wall time, in milliseconds), if known.
+    pub at: Option<SystemTime>,
+}
+
+/// One log as the list route and the index stream show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Summary {
+    #[serde(rename = "type")]
+    pub log_type: String,
+    pub id: String,
+    /// Line positions so far, `[DONE]` included.
+    pub lines: u64,
+    /// RFC 3339, UTC: the time of the first line's `_id`.
+    pub started: String,
+    /// RFC 3339, UTC: when the last line was inserted (to the millisecond when seen live,
+    /// else its `_id`'s second).
+    pub updated: String,
+    pub done: bool,
+    /// Where the log sits in the list (what a cursor after it names).
+    #[serde(skip)]
+    pub position: Position,
+}
+
+/// What an index stream hears.
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    Log(Arc<Summary>),
+    /// The list was rebuilt (the change stream had to start afresh): send it again.
+    Reset,
+}
+
+/// Which logs a request wants, besides the cursor.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Filter {
+    pub log_type: Option<String>,
+    /// `Some(true)` only live logs, `Some(false)` only ended ones.
+    pub live: Option<bool>,
+    /// Lower-case text the id must contain (case-insensitive).
+    pub q: Option<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, log_type: &str, id: &str, done: bool) -> bool {
+        self.log_type.as_deref().is_none_or(|t| t == log_type)
+            && self.live.is_none_or(|live| live != done)
+            && self.q.as_deref().is_none_or(|q| id.to_lowercase().contains(q))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Index {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    changes: broadcast::Sender<Change>,
+    ready: watch::Sender<bool>,
+    /// Bumped when the list must be rebuilt from MongoDB (a fresh change stream).
+    generation: watch::Sender<u64>,
+    settings: IndexSettings,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    logs: HashMap<LogKey, Entry>,
+    /// Every log by its last `_id`: the list's order, most recent last.
+    order: BTreeSet<Position>,
+    /// Inserts seen while a load runs, applied after it.
+    loading: Option<Vec<(LogKey, Insert)>>,
+    overflowed: bool,
+    /// Logs that grew but were announced less than a second ago.
+    pending: HashSet<LogKey>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    first: ObjectId,
+    last: ObjectId,
+    lines: u64,
+    done: bool,
+    updated: SystemTime,
+    announced: Option<Instant>,
+}
+
+impl Entry {
+    fn new(first: ObjectId, last: ObjectId, lines: u64, done: bool, at: Option<SystemTime>) -> Self {
+        let updated = at.unwrap_or_else(|| last.timestamp().into());
+        Self { first, last, lines, done, updated, announced: None }
+    }
+}
+
+impl Index {
+    pub fn new(settings: IndexSettings) -> Self {
+        let (changes, _) = broadcast::channel(CHANGES_CAPACITY);
+        let (ready, _) = watch::channel(false);
+        let (generation, _) = watch::channel(0);
+        let state = Mutex::new(State::default());
+        Self { shared: Arc::new(Shared { state, changes, ready, generation, settings }) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An insert from the change stream.
+    pub fn record(&self, key: &LogKey, insert: Insert) {
+        let mut state = self.lock();
+        if let Some(buffer) = state.loading.as_mut() {
+            if buffer.len() < LOAD_BUFFER {
+                buffer.push((key.clone(), insert));
+            } else {
+                buffer.clear();
+                state.overflowed = true;
+            }
+            return;
+        }
+        self.apply(&mut state, key, insert, false);
+    }
+
+    /// Starts a rebuild: inserts are held from now on. The change stream must be running.
+    pub fn begin_load(&self) {
+        let mut state = self.lock();
+        state.loading = Some(Vec::new());
+        state.overflowed = false;
+        self.shared.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Replaces the list with what MongoDB said, then applies the inserts held meanwhile.
+    /// False when the load is stale (another began since) or must start over.
+    fn finish_load(&self, generation: u64, stats: Vec<LogStats>) -> bool {
+        let mut state = self.lock();
+        if *self.shared.generation.borrow() != generation || state.overflowed {
+            return false;
+        }
+        let held = state.loading.take().unwrap_or_default();
+        state.logs.clear();
+        state.order.clear();
+        state.pending.clear();
+        for stats in stats {
+            state.order.insert((stats.last, stats.key.clone()));
+            let entry = Entry::new(stats.first, stats.last, stats.lines, stats.done, None);
+            state.logs.insert(stats.key, entry);
+        }
+        self.evict(&mut state);
+        for (key, insert) in held {
+            self.apply(&mut state, &key, insert, true);
+        }
+        drop(state);
+        let _ = self.shared.changes.send(Change::Reset);
+        self.shared.ready.send_replace(true);
+        true
+    }
+
+    /// Counts one insert. While held inserts are replayed after a load, those the aggregation
+    /// already counted (an `_id` not after the log's last) are skipped.
+    fn apply(&self, state: &mut State, key: &LogKey, insert: Insert, replay: bool) {
+        let Insert { oid, done, at } = insert;
+        let Some(entry) = state.logs.get_mut(key) else {
+            state.logs.insert(key.clone(), Entry::new(oid, oid, 1, done, at));
+            state.order.insert((oid, key.clone()));
+            self.evict(state);
+            self.announce(state, key);
+            return;
+        };
+        if replay && oid <= entry.last {
+            return;
+        }
+        entry.lines += 1;
+        entry.first = entry.first.min(oid);
+        entry.updated = entry.updated.max(at.unwrap_or_else(|| oid.timestamp().into()));
+        if oid > entry.last {
+            let old = std::mem::replace(&mut entry.last, oid);
+            state.order.remove(&(old, key.clone()));
+            state.order.insert((oid, key.clone()));
+        }
+        let entry = state.logs.get_mut(key).expect("present above");
+        let ended_now = done && !entry.done;
+        entry.done |= done;
+        let recently = entry.announced.is_some_and(|at| at.elapsed() < GROWTH_EVERY);
+        if ended_now || !recently {
+            self.announce(state, key);
+        } else {
+            state.pending.insert(key.clone());
+        }
+    }
+
+    fn announce(&self, state: &mut State, key: &LogKey) {
+        state.pending.remove(key);
+        let Some(entry) = state.logs.get_mut(key) else { return };
+        entry.announced = Some(Instant::now());
+        let _ = self.shared.changes.send(Change::Log(Arc::new(summary(key, entry))));
+    }
+
+    /// Announces the growing logs whose second has passed.
+    fn flush_pending(&self) {
+        let mut state = self.lock();
+        let due: Vec<LogKey> = state
+            .pending
+            .iter()
+            .filter(|key| {
+                state.logs.get(*key).and_then(|e| e.announced).is_none_or(|at| at.elapsed() >= GROWTH_EVERY)
+            })
+            .cloned()
+            .collect();
+        for key in due {
+            self.announce(&mut state, &key);
+        }
+    }
+
+    fn evict(&self, state: &mut State) {
+        while state.logs.len() > self.shared.settings.max_logs {
+            let Some((_, key)) = state.order.pop_first() else { break };
+            state.logs.remove(&key);
+            state.pending.remove(&key);
+        }
+    }
+
+    /// Up to `max` logs matching `filter`, most recently updated first, after `before`.
+    pub fn page(&self, filter: &Filter, before: Option<&Position>, max: usize) -> Vec<Summary> {
+        let state = self.lock();
+        let range = match before {
+            Some(before) => state.order.range(..before.clone()),
+            None => state.order.range(..),
+        };
+        range
+            .rev()
+            .filter_map(|(_, key)| {
+                let entry = state.logs.get(key)?;
+                filter.matches(&key.log_type, &key.id, entry.done).then(|| summary(key, entry))
+            })
+            .take(max)
+            .collect()
+    }
+
+    /// The changes from now on.
+    pub fn changes(&self) -> broadcast::Receiver<Change> {
+        self.shared.changes.subscribe()
+    }
+
+    /// True once the list has been built at start.
+    pub fn watch_ready(&self) -> watch::Receiver<bool> {
+        self.shared.ready.subscribe()
+    }
+
+    /// How many logs are listed.
+    pub fn len(&self) -> usize {
+        self.lock().logs.len()
+    }
+}
+
+fn summary(key: &LogKey, entry: &Entry) -> Summary {
+    Summary {
+        log_type: key.log_type.clone(),
+        id: key.id.clone(),
+        lines: entry.lines,
+        started: rfc3339(entry.first),
+        updated: bson::DateTime::from_system_time(entry.updated).try_to_rfc3339_string().unwrap_or_default(),
+        done: entry.done,
+        position: (entry.last, key.clone()),
+    }
+}
+
+fn rfc3339(oid: ObjectId) -> String {
+    oid.timestamp().try_to_rfc3339_string().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;
