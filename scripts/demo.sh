@@ -65,6 +65,7 @@ cat <<INFO
 
 sse-logs is running on http://127.0.0.1:$PORT with a live demo log (a new deployment every ~30 s).
 
+  index:         http://127.0.0.1:$PORT/  (every log, live)
   viewer:        http://127.0.0.1:$PORT/logs/deploy/1
   curl:          curl -N 'http://127.0.0.1:$PORT/api/v1/sse/logs/?type=deploy&id=1&num=0'
   snapshot:      curl 'http://127.0.0.1:$PORT/api/v1/logs/deploy/1'
@@ -76,6 +77,8 @@ if [ -n "$CHECK" ]; then
     out="$(curl -sN --max-time 5 "http://127.0.0.1:$PORT/api/v1/sse/logs/?type=deploy&id=1&num=0" || true)"
     printf '%s\n' "$out" | grep -q '^data: deploy #1: rolling out' || { echo "demo check: no demo log streamed" >&2; exit 1; }
     printf '%s\n' "$out" | grep -q '^data: pod web-1-01: step 1/60 ok' || { echo "demo check: the demo log did not stream live" >&2; exit 1; }
+    # The index lists the demo log.
+    curl -sf "http://127.0.0.1:$PORT/api/v1/logs?type=deploy" | grep -q '"id":"1"' || { echo "demo check: the index does not list the demo log" >&2; exit 1; }
     echo "demo check: ok"
     exit 0
 fi
