@@ -46,10 +46,15 @@ fuzz() {
         sleep 0.05
     done
     local before; before="$(rss_kib "$pid")"
-    "$venv/bin/schemathesis" run "http://127.0.0.1:$port/api/v1/openapi.json" \
-        --checks all --max-examples "$examples" --request-timeout 10 --workers 2 \
-        --exclude-path-regex '(/stream$|/events$|^/api/v1/sse/logs/$)' \
-        --suppress-health-check all --seed 1 --no-color "$@" || status=$?
+    local schema="http://127.0.0.1:$port/api/v1/openapi.json"
+    local common=(--max-examples "$examples" --request-timeout 10 --workers 2 --suppress-health-check all
+        --seed 1 --no-color "$@")
+    "$venv/bin/schemathesis" run "$schema" --checks all "${common[@]}" \
+        --exclude-path-regex '(/stream$|/events$|^/api/v1/sse/logs/$|^/api/v1/logs$)' || status=$?
+    # The list's `before` cursor carries a checksum no schema can state: a made-up cursor that
+    # fits the pattern is rightly 400, so "schema-valid data is accepted" is left out there.
+    "$venv/bin/schemathesis" run "$schema" --checks all --exclude-checks positive_data_acceptance \
+        "${common[@]}" --include-path '/api/v1/logs' || status=$?
     local after; after="$(rss_kib "$pid")"
     log "fuzz ($mode): service RSS ${before} KiB before, ${after} KiB after"
     if ! kill -0 "$pid" 2>/dev/null; then

@@ -247,7 +247,12 @@ fn list_parameters() -> Value {
             json!({ "type": "integer", "minimum": 1, "maximum": 500, "default": 50 }),
             "Logs per page."
         ),
-        query("before", false, json!({ "type": "string" }), "A cursor from `next` (anything else is 400)."),
+        query(
+            "before",
+            false,
+            json!({ "type": "string", "pattern": "^([0-9a-f]{2})*$" }),
+            "A cursor from `next`, opaque; text the service did not issue (it carries a checksum) is 400.",
+        ),
     ])
 }
 
