@@ -8,13 +8,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
-use warp::http::{header, HeaderValue};
 use warp::reply::{Reply, Response};
 use warp::Filter as _;
 
 use super::index_feed;
 use super::params::{incoming, Incoming, Query};
-use super::{respond, SharedState};
+use super::{event_stream, respond, SharedState};
 use crate::access::Action;
 use crate::error::ApiError;
 use crate::index::{decode_cursor, encode_cursor, Filter, Index, Position, Summary};
@@ -114,29 +113,13 @@ async fn open_events(request: Incoming) -> Result<Response, ApiError> {
     let (first, _) = readable.page(&request, &query, &params).await?;
     let body =
         index_feed::start(index_feed::Feed { request, query, params, readable, changes, first }, permit);
-    let mut response = warp::reply::stream(body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    Ok(event_stream(body))
 }
-
-/// Same policy as the viewer: the page writes log names only as text, and could load nothing.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
-     style-src 'unsafe-inline'; img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'";
 
 /// GET /
 pub fn page() -> impl warp::Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    warp::path::end().and(warp::get()).map(|| {
-        let mut response = warp::reply::html(PAGE).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
-        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-        response
-    })
+    // Same policy as the viewer: the page writes log names only as text, and could load nothing.
+    warp::path::end().and(warp::get()).map(|| super::viewer::html_page(PAGE))
 }
 
 async fn wait_ready(index: &Index) -> Result<(), ApiError> {

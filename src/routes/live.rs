@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use warp::http::{header, HeaderValue, StatusCode};
+use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
 use super::params::{self, incoming, Incoming, Query, Segment};
-use super::{respond, SharedState};
+use super::{event_stream, respond, SharedState};
 use crate::access::Action;
 use crate::error::ApiError;
 use crate::log::LogKey;
@@ -78,13 +78,7 @@ async fn open(
     }
     tracing::debug!(log_type = %key.log_type, id = %key.id, from, "stream opened");
     let body = session::start(state.sessions.clone(), StreamRequest { route, key, from, format }, permit);
-    let mut response = warp::reply::stream(body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    // Tells nginx not to buffer, so a stock `proxy_pass` streams in real time.
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    Ok(event_stream(body))
 }
 
 /// True when the client already has the `[DONE]` line. A failed or slow check opens the stream

@@ -138,6 +138,21 @@ fn with_state(state: SharedState) -> impl Filter<Extract = (SharedState,), Error
     warp::any().map(move || state.clone())
 }
 
+/// An SSE response around `body`: never cached, never buffered by a proxy (nginx reads
+/// `X-Accel-Buffering`, so a stock `proxy_pass` streams in real time).
+fn event_stream<S>(body: S) -> Response
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, Infallible>> + Send + Sync + 'static,
+{
+    use warp::http::{header, HeaderValue};
+    let mut response = warp::reply::stream(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
 /// Answers a handler's result: the response, or its error as the contract's JSON.
 fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(Reply::into_response)

@@ -19,14 +19,17 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-in
 
 /// GET /logs/{type}/{id}
 pub fn page() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    warp::path!("logs" / Segment / Segment).and(warp::get()).map(|_: Segment, _: Segment| {
-        let mut response = warp::reply::html(PAGE).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
-        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-        // An `?access_token=` in the page address must not leak to other sites.
-        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-        response
-    })
+    warp::path!("logs" / Segment / Segment).and(warp::get()).map(|_: Segment, _: Segment| html_page(PAGE))
+}
+
+/// One of the built-in pages, with the headers that keep it self-contained.
+pub(super) fn html_page(page: &'static str) -> Response {
+    let mut response = warp::reply::html(page).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // An `?access_token=` in the page address must not leak to other sites.
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
 }
