@@ -9,6 +9,7 @@ mod embed;
 mod errors;
 mod faults;
 mod helpers;
+mod migrate;
 mod mongo_server;
 mod nginx;
 mod operate;
