@@ -28,7 +28,8 @@ async fn clients_joining_at_random_moments_get_every_line_exactly_once() {
                 app.write("load", 1_i64, &refs).await;
                 n += batch;
                 written.store(n, Ordering::SeqCst);
-                tokio::task::yield_now().await;
+                // A build's pace, so that clients keep joining while it writes.
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
             app.write("load", 1_i64, &["[DONE]"]).await;
         })
@@ -55,6 +56,7 @@ async fn clients_joining_at_random_moments_get_every_line_exactly_once() {
         while_writing >= CLIENTS / 2,
         "only {while_writing} of {CLIENTS} clients joined while the writer was writing: {joined_at:?}"
     );
+    println!("{while_writing} of {CLIENTS} clients joined while the writer was writing");
     for reader in readers {
         tokio::time::timeout(PATIENCE * 3, reader).await.expect("reader finishes").unwrap();
     }
