@@ -122,7 +122,10 @@ async fn migrate_when_reachable(streams: LogStreams, shutdown: Shutdown) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         let wait = match streams.migrate().await {
-            Ok(_) => return,
+            Ok(applied) => {
+                tracing::info!(applied = applied.len(), "migrations up to date");
+                return;
+            }
             Err(err) => {
                 let wait = backoff.next_delay();
                 tracing::warn!(error = %err, retry_in = ?wait, "migrations not applied yet");

@@ -2,17 +2,18 @@
 //! the refusal to serve a public address unprotected, and no secret in the logs.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::Value;
 use sse_logs::access::Claims;
 use sse_logs::Settings;
 use warp::Filter;
 
-use crate::helpers::{captured_logs, spawn_app_with, TestApp};
+use crate::helpers::{captured_logs, spawn_app, spawn_app_with, TestApp, PATIENCE};
 
 const SECRET: &str = "a-test-secret-of-some-length";
 
@@ -249,4 +250,271 @@ fn a_public_address_without_an_explicit_auth_mode_refuses_to_start() {
     assert!(err.to_string().contains("auth.secret"), "{err}");
     let err = Settings::load_from(env(&[("SSE_LOGS__CORS__ALLOWED_ORIGINS", "*")])).unwrap_err();
     assert!(err.to_string().contains("cors.allowed_origins"), "{err}");
+}
+
+/// Runs `openssl` with `args`, failing the test if it fails.
+fn openssl(args: &[&str]) {
+    let status = std::process::Command::new("openssl")
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success(), "openssl {args:?}");
+}
+
+/// A fresh key pair for `algorithm` in `dir`: (PKCS#8 private key PEM, public key file).
+fn key_pair(dir: &Path, algorithm: Algorithm, name: &str) -> (Vec<u8>, PathBuf) {
+    let private = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    match algorithm {
+        Algorithm::RS256 => openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            &path(&private),
+        ]),
+        Algorithm::ES256 => {
+            let raw = dir.join(format!("{name}.ec"));
+            openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &path(&raw)]);
+            openssl(&["pkcs8", "-topk8", "-nocrypt", "-in", &path(&raw), "-out", &path(&private)]);
+        }
+        other => panic!("no key pair for {other:?}"),
+    }
+    openssl(&["pkey", "-in", &path(&private), "-pubout", "-out", &path(&public)]);
+    (std::fs::read(&private).unwrap(), public)
+}
+
+fn signed(algorithm: Algorithm, private_pem: &[u8], logs: &[&str]) -> String {
+    let claims = Claims {
+        exp: now() + 600,
+        nbf: None,
+        logs: logs.iter().map(|s| s.to_string()).collect(),
+        write: vec![],
+    };
+    let key = match algorithm {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(private_pem).unwrap(),
+        _ => EncodingKey::from_ec_pem(private_pem).unwrap(),
+    };
+    jsonwebtoken::encode(&Header::new(algorithm), &claims, &key).unwrap()
+}
+
+#[tokio::test]
+async fn rs256_and_es256_tokens_verify_against_the_public_key_file_and_no_other_key_passes() {
+    let dir = std::env::temp_dir().join(format!("sse-logs-keys-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (algorithm, name) in [(Algorithm::RS256, "RS256"), (Algorithm::ES256, "ES256")] {
+        let (private, public) = key_pair(&dir, algorithm, &format!("{name}-a"));
+        let (other_private, _) = key_pair(&dir, algorithm, &format!("{name}-b"));
+        let public_file = public.to_str().unwrap().to_owned();
+        let app = spawn_app_with(&[
+            ("AUTH__MODE", "token"),
+            ("AUTH__ALGORITHM", name),
+            ("AUTH__PUBLIC_KEY_FILE", &public_file),
+        ])
+        .await;
+        app.write("deploy", 1_i64, &["signed line", "[DONE]"]).await;
+        let url = app.url("/api/v1/logs/deploy/1");
+
+        let good = signed(algorithm, &private, &["deploy:1"]);
+        let page = app.http.get(&url).bearer_auth(&good).send().await.unwrap();
+        assert_eq!(page.status(), 200, "{name}: a token signed with the configured key pair");
+        let page: Value = page.json().await.unwrap();
+        assert_eq!(page["lines"], serde_json::json!(["signed line"]), "{name}");
+        let mut stream =
+            app.get_stream_with(app.http.get(app.stream_url("deploy", "1", "")).bearer_auth(&good)).await;
+        assert_eq!(stream.next_event().await.data, "signed line", "{name}: streams too");
+
+        let other_key = signed(algorithm, &other_private, &["deploy:1"]);
+        let response = app.http.get(&url).bearer_auth(&other_key).send().await.unwrap();
+        assert_eq!(status_and_code(response).await, (401, "unauthorized".into()), "{name}: another key pair");
+        // The public key used as an HMAC secret (algorithm confusion) is no way in either.
+        let confused = token(&["*"], &[], now() + 600, None, &std::fs::read_to_string(&public).unwrap());
+        let response = app.http.get(&url).bearer_auth(&confused).send().await.unwrap();
+        assert_eq!(
+            status_and_code(response).await,
+            (401, "unauthorized".into()),
+            "{name}: HS256 with the public key"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_keeps_its_open_stream_flowing_but_its_reconnect_is_refused() {
+    // The service accepts tokens up to 5 s past `exp` (clock leeway).
+    const LEEWAY: u64 = 5;
+    let app = token_app().await;
+    let exp = now() + 1;
+    let short = token(&["deploy:1"], &[], exp, None, SECRET);
+    app.write("deploy", 1_i64, &["line 1"]).await;
+    let mut client =
+        app.get_stream_with(app.http.get(app.stream_url("deploy", "1", "")).bearer_auth(&short)).await;
+    assert_eq!(client.next_event().await.data, "line 1");
+
+    // Waiting for the clock is the event here: until the token is past its expiry and the leeway.
+    let deadline = Instant::now() + PATIENCE;
+    while now() <= exp + LEEWAY {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let snapshot = app.http.get(app.url("/api/v1/logs/deploy/1")).bearer_auth(&short).send().await.unwrap();
+    assert_eq!(status_and_code(snapshot).await, (401, "unauthorized".into()), "the token has expired");
+
+    app.write("deploy", 1_i64, &["line 2", "line 3"]).await;
+    assert_eq!(client.next_event().await.data, "line 2", "the open stream still flows");
+    assert_eq!(client.next_event().await.data, "line 3");
+
+    let reconnect = app
+        .http
+        .get(app.stream_url("deploy", "1", ""))
+        .bearer_auth(&short)
+        .header("Last-Event-ID", client.last_event_id())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_and_code(reconnect).await, (401, "unauthorized".into()), "the reconnect is refused");
+    // A renewed token resumes where the stream was.
+    let renewed = reader(&["deploy:1"]);
+    app.write("deploy", 1_i64, &["[DONE]"]).await;
+    let mut resumed = app
+        .get_stream_with(
+            app.http
+                .get(app.stream_url("deploy", "1", ""))
+                .bearer_auth(&renewed)
+                .header("Last-Event-ID", client.last_event_id()),
+        )
+        .await;
+    let rest: Vec<String> = resumed.collect_to_end().await.into_iter().map(|e| e.data).collect();
+    assert_eq!(rest, ["[DONE]"]);
+}
+
+/// What the auth service was asked: its query and the credentials it received.
+#[derive(Debug, Clone, PartialEq)]
+struct AuthCall {
+    query: HashMap<String, String>,
+    cookie: Option<String>,
+    authorization: Option<String>,
+}
+
+/// An auth service that allows everything and records every call.
+async fn spawn_recording_auth_service() -> (String, Arc<Mutex<Vec<AuthCall>>>) {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let recorded = calls.clone();
+    let route = warp::path!("auth")
+        .and(warp::header::optional::<String>("cookie"))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::query::<HashMap<String, String>>())
+        .map(move |cookie, authorization, query| {
+            recorded.lock().unwrap().push(AuthCall { query, cookie, authorization });
+            warp::reply()
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/auth", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (url, calls)
+}
+
+fn query(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[tokio::test]
+async fn forward_auth_receives_the_clients_credentials_and_the_log_and_action_asked_for() {
+    let (url, calls) = spawn_recording_auth_service().await;
+    let app = spawn_app_with(&[("AUTH__MODE", "forward"), ("AUTH__FORWARD_URL", &url)]).await;
+    let read = app
+        .http
+        .get(app.url("/api/v1/logs/deploy/1"))
+        .header("cookie", "session=abc")
+        .header("authorization", "Bearer reader-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let write = app
+        .http
+        .post(app.url("/api/v1/logs/build/7"))
+        .header("authorization", "Bearer writer-token")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 201);
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(
+        calls,
+        [
+            AuthCall {
+                query: query(&[("type", "deploy"), ("id", "1"), ("action", "read")]),
+                cookie: Some("session=abc".into()),
+                authorization: Some("Bearer reader-token".into()),
+            },
+            AuthCall {
+                query: query(&[("type", "build"), ("id", "7"), ("action", "write")]),
+                cookie: None,
+                authorization: Some("Bearer writer-token".into()),
+            },
+        ]
+    );
+}
+
+#[tokio::test]
+async fn forward_auth_answers_are_cached_per_log_and_credentials_and_expire() {
+    let (url, calls) = spawn_recording_auth_service().await;
+    let app = spawn_app_with(&[
+        ("AUTH__MODE", "forward"),
+        ("AUTH__FORWARD_URL", &url),
+        ("AUTH__FORWARD_CACHE_SECS", "1"),
+    ])
+    .await;
+    let get = |id: &str, cookie: &str| {
+        app.http.get(app.url(&format!("/api/v1/logs/deploy/{id}"))).header("cookie", cookie.to_owned()).send()
+    };
+    let count = || calls.lock().unwrap().len();
+
+    let first_asked = Instant::now();
+    assert_eq!(get("1", "session=a").await.unwrap().status(), 200);
+    assert_eq!(get("1", "session=a").await.unwrap().status(), 200);
+    assert_eq!(count(), 1, "the same log and credentials within the second: one call");
+    assert_eq!(get("2", "session=a").await.unwrap().status(), 200);
+    assert_eq!(count(), 2, "another log: another call");
+    assert_eq!(get("1", "session=b").await.unwrap().status(), 200);
+    assert_eq!(count(), 3, "other credentials: another call");
+    assert!(first_asked.elapsed() < Duration::from_secs(1), "the cache was asked within its second");
+
+    // Waiting for the clock is the event: the cached answer is older than the cache period.
+    tokio::time::sleep(Duration::from_millis(1100).saturating_sub(first_asked.elapsed())).await;
+    assert_eq!(get("1", "session=a").await.unwrap().status(), 200);
+    assert_eq!(count(), 4, "after expiry: asked again");
+}
+
+#[tokio::test]
+async fn by_default_another_origin_gets_no_cors_headers_and_its_preflight_no_allow_origin() {
+    let app = spawn_app().await;
+    app.write("deploy", 1_i64, &["line"]).await;
+    let evil = "https://evil.example.com";
+    for url in [app.url("/api/v1/logs/deploy/1"), app.stream_url("deploy", "1", "")] {
+        let response = app.http.get(&url).header("origin", evil).send().await.unwrap();
+        for header in ["access-control-allow-origin", "access-control-allow-credentials"] {
+            assert!(!response.headers().contains_key(header), "{url}: {header} sent to {evil}");
+        }
+    }
+    let preflight = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/api/v1/logs/deploy/1"))
+        .header("origin", evil)
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "last-event-id")
+        .send()
+        .await
+        .unwrap();
+    assert!(!preflight.status().is_success(), "preflight answered {}", preflight.status());
+    assert!(!preflight.headers().contains_key("access-control-allow-origin"), "{:?}", preflight.headers());
+    // The same origin (no Origin header) is served.
+    let same = app.http.get(app.url("/api/v1/logs/deploy/1")).send().await.unwrap();
+    assert_eq!(same.status(), 200);
 }

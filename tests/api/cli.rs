@@ -2,7 +2,7 @@
 
 use std::process::Stdio;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::helpers::{spawn_app, sse_logs, PATIENCE};
 
@@ -60,18 +60,28 @@ async fn a_hundred_thousand_pushed_lines_come_back_from_tail_byte_for_byte() {
 }
 
 #[tokio::test]
-async fn tail_follows_a_log_across_a_service_restart_without_gaps_or_repeats() {
+async fn tail_follows_a_log_across_a_service_restart_resuming_after_its_last_line_without_gaps_or_repeats() {
     let mut app = spawn_app().await;
     let server = app.url("");
-    let tail = sse_logs(&["tail", "--type", "deploy", "--id", "7", "--server", &server])
+    let mut tail = sse_logs(&["tail", "--type", "deploy", "--id", "7", "--server", &server])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut printed = BufReader::new(tail.stdout.take().unwrap()).lines();
     let first: Vec<String> = (1..=100).map(|n| format!("before {n}")).collect();
     app.write("deploy", 7_i64, &first.iter().map(String::as_str).collect::<Vec<_>>()).await;
-    let mut watcher = app.get_stream(&app.stream_url("deploy", "7", "from=99")).await;
-    assert_eq!(watcher.next_event().await.data, "before 100");
+    // Read what tail prints as it arrives: the service stops only once line 100 is out.
+    let mut lines = Vec::new();
+    while lines.len() < first.len() {
+        let line = tokio::time::timeout(PATIENCE, printed.next_line())
+            .await
+            .expect("tail prints the first lines in time")
+            .unwrap()
+            .expect("tail is still running");
+        lines.push(line);
+    }
+    assert_eq!(lines, first, "tail printed lines 1 to 100 before the restart");
 
     app.stop().await;
     let second: Vec<String> = (1..=100).map(|n| format!("after {n}")).collect();
@@ -79,11 +89,18 @@ async fn tail_follows_a_log_across_a_service_restart_without_gaps_or_repeats() {
     let replacement = app.restart_in_place().await;
     replacement.write("deploy", 7_i64, &["[DONE]"]).await;
 
-    let output =
-        tokio::time::timeout(PATIENCE * 2, tail.wait_with_output()).await.expect("tail ends").unwrap();
-    assert!(output.status.success());
-    let expected: String = first.iter().chain(second.iter()).map(|l| format!("{l}\n")).collect();
-    assert_eq!(String::from_utf8(output.stdout).unwrap(), expected);
+    while let Some(line) =
+        tokio::time::timeout(PATIENCE * 2, printed.next_line()).await.expect("tail ends").unwrap()
+    {
+        lines.push(line);
+    }
+    let status = tokio::time::timeout(PATIENCE, tail.wait()).await.expect("tail exits").unwrap();
+    assert!(status.success(), "tail exits 0 at [DONE]: {status}");
+    let expected: Vec<String> = first.iter().chain(second.iter()).cloned().collect();
+    assert_eq!(lines, expected);
+    // Resumed with Last-Event-ID: 100: the restarted service sent only the 100 new lines (a tail
+    // starting over would have been sent all 200 and dropped the repeats itself).
+    assert_eq!(replacement.metric("sse_logs_lines_sent_total"), 100.0);
 }
 
 #[tokio::test]

@@ -28,13 +28,15 @@ async fn clients_joining_at_random_moments_get_every_line_exactly_once() {
                 app.write("load", 1_i64, &refs).await;
                 n += batch;
                 written.store(n, Ordering::SeqCst);
-                tokio::task::yield_now().await;
+                // A build's pace, so that clients keep joining while it writes.
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
             app.write("load", 1_i64, &["[DONE]"]).await;
         })
     };
 
     let mut readers = Vec::new();
+    let mut joined_at = Vec::new();
     for _ in 0..CLIENTS {
         // Join at a random moment, from a random point of what exists so far.
         let wait = rand::thread_rng().gen_range(0..40);
@@ -44,9 +46,17 @@ async fn clients_joining_at_random_moments_get_every_line_exactly_once() {
         tokio::time::sleep(Duration::from_millis(rand::thread_rng().gen_range(0..5))).await;
         let from = rand::thread_rng().gen_range(0..=written.load(Ordering::SeqCst));
         let client = app.get_stream(&app.stream_url("load", "1", &format!("from={from}"))).await;
+        // How far the writer was when this client's stream was open.
+        joined_at.push(written.load(Ordering::SeqCst));
         readers.push(tokio::spawn(assert_gets_every_line_once(client, from, TOTAL)));
     }
     writer.await.unwrap();
+    let while_writing = joined_at.iter().filter(|&&w| w < TOTAL).count();
+    assert!(
+        while_writing >= CLIENTS / 2,
+        "only {while_writing} of {CLIENTS} clients joined while the writer was writing: {joined_at:?}"
+    );
+    println!("{while_writing} of {CLIENTS} clients joined while the writer was writing");
     for reader in readers {
         tokio::time::timeout(PATIENCE * 3, reader).await.expect("reader finishes").unwrap();
     }

@@ -128,26 +128,10 @@ pub async fn wait_until_live(streams: &LogStreams, live: bool) {
         .unwrap_or_else(|_| panic!("the hub did not become live={live}"));
 }
 
-/// The resident memory of this test process, from `/proc` (Linux).
-pub fn resident_memory_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("statm pages");
-    pages * 4096
-}
-
 impl TestApp {
     /// A figure of the app's metrics, summed over its label sets (e.g. every route).
     pub fn metric(&self, name: &str) -> f64 {
-        self.streams
-            .metrics()
-            .lines()
-            .filter(|line| !line.starts_with('#'))
-            .filter_map(|line| {
-                let (series, value) = line.rsplit_once(' ')?;
-                let metric = series.split('{').next()?;
-                (metric == name).then(|| value.parse::<f64>().ok()).flatten()
-            })
-            .sum()
+        metric_in(&self.streams.metrics(), name)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -235,21 +219,30 @@ pub struct ServeProcess {
     uri: String,
     database: String,
     child: Option<tokio::process::Child>,
+    /// Where the process's log (its standard error, at info level) goes, across restarts.
+    log_file: std::path::PathBuf,
 }
 
 impl ServeProcess {
     pub fn new(uri: String, database: String) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Self { port, uri, database, child: None }
+        let log_file =
+            std::env::temp_dir().join(format!("sse-logs-serve-{}.log", uuid::Uuid::new_v4().simple()));
+        Self { port, uri, database, child: None, log_file }
     }
 
     pub async fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_file)
+            .expect("the service's log file");
         let child = sse_logs(&["serve"])
             .env("SSE_LOGS__HTTP__BIND", format!("127.0.0.1:{}", self.port))
             .env("SSE_LOGS__MONGODB__URI", &self.uri)
             .env("SSE_LOGS__MONGODB__DATABASE", &self.database)
-            .env("RUST_LOG", "warn")
-            .stderr(std::process::Stdio::null())
+            .env("RUST_LOG", "info")
+            .stderr(log)
             .spawn()
             .expect("the service starts");
         self.child = Some(child);
@@ -260,6 +253,39 @@ impl ServeProcess {
         }
     }
 
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// Waits until `/readyz` answers 200 (the change stream is running).
+    pub async fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Ok(response) = reqwest::get(self.url("/readyz")).await {
+                if response.status() == 200 {
+                    return;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "the service did not become ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Its `/metrics`, scraped.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics")).await.expect("metrics").text().await.expect("metrics text")
+    }
+
+    /// The process id of the running service.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().and_then(tokio::process::Child::id).expect("running")
+    }
+
+    /// Everything the service logged (standard error, info level) since the first start.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
+    }
+
     /// Sends `signal` (`-KILL`, `-TERM`, `-INT`) and waits for the process to exit.
     pub async fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
@@ -267,6 +293,38 @@ impl ServeProcess {
         let _ = tokio::process::Command::new("kill").args([signal, &pid]).status().await;
         tokio::time::timeout(PATIENCE, child.wait()).await.expect("the service exits").unwrap()
     }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.log_file);
+    }
+}
+
+/// Drops a test database made outside `spawn_app` (for tests that run the binary).
+pub async fn drop_database(database: &str) {
+    let client = Client::with_uri_str(mongodb_uri()).await.expect("test client");
+    client.database(database).drop().await.expect("drop the test database");
+}
+
+/// The resident memory of another process, from `/proc/<pid>/statm` (Linux).
+pub fn resident_memory_of(pid: u32) -> u64 {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).expect("/proc/<pid>/statm");
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("statm pages");
+    pages * 4096
+}
+
+/// A figure of a Prometheus text, summed over its label sets.
+pub fn metric_in(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let metric = series.split('{').next()?;
+            (metric == name).then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
 }
 
 /// One dispatched event, as EventSource would hand it to `onmessage`.

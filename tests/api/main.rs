@@ -11,6 +11,7 @@ mod errors;
 mod faults;
 mod helpers;
 mod index;
+mod migrate;
 mod mongo_server;
 mod nginx;
 mod operate;
