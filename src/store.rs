@@ -269,6 +269,51 @@ impl Store {
         Ok(page)
     }
 
+    /// The last `k` positions of the log and the position before the first of them. `from` counts
+    /// the documents before the window's first `_id`, so it fits the window even while lines are
+    /// appended (by the `_id` order invariant).
+    pub async fn tail(&self, key: &LogKey, k: u64) -> Result<(u64, Page)> {
+        let find = self
+            .collection
+            .find(key.filter())
+            .sort(doc! { "_id": -1 })
+            .limit(i64::try_from(k).unwrap_or(i64::MAX))
+            .projection(doc! { "_id": 1, "log": 1 })
+            .batch_size(BATCH_SIZE);
+        let mut cursor =
+            LineCursor { cursor: self.gated(find.into_future()).await?, gate: self.gate.clone() };
+        let mut window = Vec::new();
+        while let Some(stored) = cursor.next().await? {
+            window.push(stored);
+        }
+        window.reverse();
+        let oldest = window.iter().find_map(|stored| match stored {
+            Stored::Line(line) => Some(line.oid),
+            Stored::Unreadable => None,
+        });
+        let from = match oldest {
+            None => 0,
+            Some(oid) => {
+                let mut before = key.filter();
+                before.insert("_id", doc! { "$lt": oid });
+                self.gated(self.collection.count_documents(before).into_future()).await?
+            }
+        };
+        let mut page = Page { lines: Vec::with_capacity(window.len()), next: from, done: false };
+        for stored in window {
+            page.next += 1;
+            match stored {
+                Stored::Line(line) if line.is_done() => {
+                    page.done = true;
+                    break;
+                }
+                Stored::Line(line) => page.lines.push(line.text),
+                Stored::Unreadable => {}
+            }
+        }
+        Ok((from, page))
+    }
+
     /// Appends lines (and `[DONE]` when `done`) with one ordered `insert_many`; returns the number
     /// of positions the log now has.
     pub async fn append(&self, key: &LogKey, lines: &[String], done: bool) -> Result<u64> {

@@ -8,6 +8,7 @@ mod health;
 mod live;
 mod logs;
 mod params;
+mod raw;
 mod viewer;
 
 use std::convert::Infallible;
@@ -87,6 +88,8 @@ pub(crate) fn log_routes(
         .or(live::log_stream(state.clone()))
         .unify()
         .or(logs::snapshot(state.clone()))
+        .unify()
+        .or(raw::raw(state.clone()))
         .unify()
         .or(logs::append(state))
         .unify()
