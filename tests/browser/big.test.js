@@ -16,7 +16,10 @@ const MILLION = 1_000_000;
 let service;
 let browser;
 let db;
-const report = { machine: '2-core VM shared with other work; headless Chromium; debug build of sse-logs; SecantusDB' };
+const report = {
+  machine: '2-core VM shared with other work; headless Chromium; SecantusDB',
+  binary: process.env.SSE_LOGS_BIN || 'target/debug/sse-logs',
+};
 
 before(async () => {
   service = await Service.start('big');
@@ -51,6 +54,25 @@ async function write(id, from, to, { done = false } = {}) {
   if (done) await db.collection.insertOne({ type: 'ci', id, log: '[DONE]' });
 }
 
+/**
+ * Waits until the service's change stream has passed everything written so far: a line written
+ * now reaches a stream subscriber only after the hub has read every earlier insert. So a log is
+ * opened as people open a finished build's log, not while the service still digests its writes.
+ */
+async function settle() {
+  const id = uniqueName('settle');
+  const res = await fetch(service.logUrl('ci', id, '/stream?from=0'));
+  const reader = res.body.getReader();
+  await db.collection.insertOne({ type: 'ci', id, log: 'settled' });
+  let text = '';
+  while (!text.includes('data: settled')) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error('the settle stream ended');
+    text += new TextDecoder().decode(value);
+  }
+  await reader.cancel();
+}
+
 /** In the page: ms from navigation until line n's row is inside the visible part of the log. */
 function lineVisibleAt(page, n, timeout = 60_000) {
   return page.waitForFunction((want) => {
@@ -82,6 +104,7 @@ it(`opens an ended ${TOTAL.toLocaleString('en-US')}-line log at its end, then fi
   const tw = performance.now();
   await write(ended, 1, TOTAL, { done: true });
   report.write200kMs = Math.round(performance.now() - tw);
+  await settle();
 
   const { page, context, errors } = await openPage(browser);
   await page.goto(service.viewerUrl('ci', ended), { waitUntil: 'commit' });
@@ -129,6 +152,7 @@ it('opens a link to #L120 of a big log at line 120', async () => {
 it('shows a line written while the backlog is loading exactly once, in its place', async (t) => {
   const id = uniqueName('live');
   await write(id, 1, TOTAL);
+  await settle();
   const { page, context, errors } = await openPage(browser);
   await page.goto(service.viewerUrl('ci', id), { waitUntil: 'commit' });
   await lineVisibleAt(page, TOTAL);
@@ -179,6 +203,7 @@ it(`holds ${MILLION.toLocaleString('en-US')} lines`, async (t) => {
   const tw = performance.now();
   await write(id, 1, MILLION, { done: true });
   report.write1MMs = Math.round(performance.now() - tw);
+  await settle();
   const { page, context, errors } = await openPage(browser);
   const crashed = [];
   page.on('crash', () => crashed.push('crash'));
