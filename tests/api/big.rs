@@ -227,4 +227,13 @@ async fn tail_n_prints_the_last_lines_then_follows() {
     assert_eq!(run(vec!["-n".into(), "2".into()]).await, "line 51\nline 52\n");
     let all: String = numbered(1..=52).iter().map(|l| format!("{l}\n")).collect();
     assert_eq!(run(vec!["-n".into(), "100".into()]).await, all);
+
+    // More lines than one tail snapshot holds (10,000): printed from the right position on.
+    write_all(&app, "long", &numbered(1..=10_050)).await;
+    app.write("ci", "long", &["[DONE]"]).await;
+    let args = ["tail", "--type", "ci", "--id", "long", "--server", &server, "-n", "10020"];
+    let output = tokio::time::timeout(PATIENCE, sse_logs(&args).output()).await.expect("ends").unwrap();
+    assert!(output.status.success());
+    let expected: String = numbered(31..=10_050).iter().map(|l| format!("{l}\n")).collect();
+    assert!(String::from_utf8(output.stdout).unwrap() == expected, "lines 31..=10050");
 }
