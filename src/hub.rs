@@ -225,6 +225,9 @@ impl Hub {
                 self.shared.index.begin_load();
             }
             self.shared.metrics.change_stream_starts.inc();
+            self.shared
+                .resumable
+                .store(inserts.resume_token().or(token.clone()).is_some(), Ordering::Relaxed);
             self.answered();
             self.set_live(true);
             backoff.reset();

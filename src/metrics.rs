@@ -6,7 +6,7 @@ use prometheus::{
 };
 
 /// The stream routes (`index` is the index stream), the label of the per-route metrics.
-pub(crate) const ROUTES: [&str; 3] = ["seed", "stream", "index"];
+pub(crate) const ROUTES: [&str; 4] = ["seed", "stream", "raw", "index"];
 
 /// Every metric the service exports.
 #[derive(Debug)]

@@ -6,6 +6,7 @@
 //! them are kept in a small set, so even a log written by several processes (whose `_id`s are
 //! not in commit order) is served once. The same path serves a catch-up after the hub dropped
 //! this subscriber (slow client, change stream lost): then the backlog is `_id > last sent`.
+//! A session that does not follow (`raw` without `follow=1`) only reads the backlog once.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use crate::index::Index;
 use crate::log::{LogKey, LogLine};
 use crate::metrics::{HubFigures, Metrics};
 use crate::shutdown::Shutdown;
-use crate::sse::{self, Format};
+use crate::sse::Format;
 use crate::store::{Store, Stored};
 
 /// How far before the hub's horizon a backlog `_id` is remembered for de-duplication. Covers
@@ -85,6 +86,8 @@ pub(crate) struct StreamRequest {
     /// How many lines the client already has.
     pub from: u64,
     pub format: Format,
+    /// Whether to go live after the backlog; otherwise the response ends at the current end.
+    pub follow: bool,
 }
 
 /// Why the session leaves its current step.
@@ -120,6 +123,7 @@ pub(crate) fn start(
         key: request.key,
         from: request.from,
         format: request.format,
+        follow: request.follow,
         pos: 0,
         last: None,
         seen: HashSet::new(),
@@ -141,6 +145,7 @@ struct Session {
     key: LogKey,
     from: u64,
     format: Format,
+    follow: bool,
     /// Line positions consumed so far; the next line is `pos + 1`.
     pos: u64,
     /// `_id` of the last line consumed: where a catch-up starts.
@@ -154,8 +159,11 @@ impl Session {
     async fn run(mut self) {
         let metrics = self.state.metrics.clone();
         metrics.stream_opened(self.route);
-        let retry = sse::retry(self.state.sse.retry_ms);
-        let end = match self.send(retry).await {
+        let preamble = match self.format.preamble(self.state.sse.retry_ms) {
+            Some(retry) => self.send(retry).await,
+            None => Ok(()),
+        };
+        let end = match preamble {
             Ok(()) => self.serve().await,
             Err(end) => end,
         };
@@ -167,6 +175,10 @@ impl Session {
         let mut retry = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
             let step = async {
+                if !self.follow {
+                    self.catch_up(SystemTime::now()).await?;
+                    return Err(Break::Finished);
+                }
                 let mut subscription = self.subscribe().await?;
                 self.catch_up(subscription.horizon).await?;
                 self.follow(&mut subscription).await
@@ -195,7 +207,7 @@ impl Session {
             let keep_alive = self.state.sse.keep_alive();
             tokio::select! {
                 _ = live.changed() => {}
-                _ = tokio::time::sleep(keep_alive) => self.send(sse::keep_alive()).await?,
+                _ = tokio::time::sleep(keep_alive) => self.keep_alive().await?,
                 _ = self.out.closed() => return Err(Break::ClientGone),
                 _ = self.state.shutdown.wait() => return Err(Break::Shutdown),
             }
@@ -231,6 +243,8 @@ impl Session {
         while let Some(stored) = self.guard(cursor.next()).await?? {
             self.state.metrics.backlog_lines_read.inc();
             let Stored::Line(line) = stored else {
+                // A batch numbers its lines from its first: it must not span a skipped position.
+                self.format.seal(&mut buf, self.pos);
                 self.pos += 1;
                 continue;
             };
@@ -239,6 +253,7 @@ impl Session {
             }
             let finished = self.consume(&line, &mut buf);
             if finished || buf.len() >= FLUSH_BYTES {
+                self.format.seal(&mut buf, self.pos);
                 self.send(buf.split().freeze()).await?;
             }
             if finished {
@@ -246,6 +261,7 @@ impl Session {
             }
         }
         if !buf.is_empty() {
+            self.format.seal(&mut buf, self.pos);
             self.send(buf.freeze()).await?;
         }
         Ok(())
@@ -258,7 +274,7 @@ impl Session {
             let event = tokio::select! {
                 event = subscription.events.recv() => event,
                 _ = tokio::time::sleep(keep_alive) => {
-                    self.send(sse::keep_alive()).await?;
+                    self.keep_alive().await?;
                     continue;
                 }
                 _ = self.out.closed() => return Err(Break::ClientGone),
@@ -275,6 +291,7 @@ impl Session {
                 finished = self.live(&event, &mut buf);
             }
             if !buf.is_empty() {
+                self.format.seal(&mut buf, self.pos);
                 self.send(buf.freeze()).await?;
             }
             if finished {
@@ -328,6 +345,13 @@ impl Session {
     /// Waits `period` with keep-alives.
     async fn idle(&self, period: Duration) -> Result<(), Break> {
         self.guard(tokio::time::sleep(period)).await?;
-        self.send(sse::keep_alive()).await
+        self.keep_alive().await
+    }
+
+    async fn keep_alive(&self) -> Result<(), Break> {
+        match self.format.keep_alive() {
+            Some(frame) => self.send(frame).await,
+            None => Ok(()),
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! Server-Sent Events framing, written by hand to be exact by the HTML specification.
+//! Server-Sent Events framing, written by hand to be exact by the HTML specification, and the
+//! plain-text framing of the `raw` route, which shares the session machinery.
 //!
 //! `warp::sse` is not used: an event's data must keep its leading spaces (so exactly one space
 //! follows `data:`), and a line must be split on `\r\n`, `\n` *and* a bare `\r`, or a browser
@@ -16,6 +17,11 @@ pub(crate) enum Format {
     Text,
     /// `{"n":k,"line":"..."}`: lossless for empty lines and carriage returns.
     Json,
+    /// `event: lines` with `{"n":first,"lines":[...]}` and the last line's number as `id:`: one
+    /// event per write, so a browser replays a big backlog in hundreds of events, not one per line.
+    Batch,
+    /// Not SSE: each line's text and `\n`, nothing else (`raw`, for curl and downloads).
+    Raw,
 }
 
 /// The first bytes of every stream: how long EventSource waits before reconnecting.
@@ -29,28 +35,78 @@ pub(crate) fn keep_alive() -> Bytes {
 }
 
 impl Format {
-    /// Appends the event for line number `n` of the log.
+    /// The first bytes of a response in this format, if any.
+    pub fn preamble(self, retry_ms: u64) -> Option<Bytes> {
+        (self != Format::Raw).then(|| retry(retry_ms))
+    }
+
+    /// What an idle response sends so proxies keep it open; plain text has no comments.
+    pub fn keep_alive(self) -> Option<Bytes> {
+        (self != Format::Raw).then(keep_alive)
+    }
+
+    /// Appends line number `n` of the log. In `Batch` it joins the event still open in `out`,
+    /// which [`Format::seal`] closes before `out` is sent.
     pub fn line(self, out: &mut BytesMut, n: u64, text: &str) {
-        write_id(out, n);
         match self {
-            Format::Text => write_data(out, text),
-            Format::Json => write_json(out, &JsonLine { n, line: text }),
+            Format::Text => {
+                write_id(out, n);
+                write_data(out, text);
+                out.put_u8(b'\n');
+            }
+            Format::Json => {
+                write_id(out, n);
+                write_json(out, &JsonLine { n, line: text });
+                out.put_u8(b'\n');
+            }
+            Format::Batch => {
+                if batch_open(out) {
+                    out.put_u8(b',');
+                } else {
+                    out.put_slice(format!("event: lines\ndata: {{\"n\":{n},\"lines\":[").as_bytes());
+                }
+                out.put_slice(&serde_json::to_vec(text).expect("a string serialises"));
+            }
+            Format::Raw => {
+                out.put_slice(text.as_bytes());
+                out.put_u8(b'\n');
+            }
         }
-        out.put_u8(b'\n');
+    }
+
+    /// Closes a `Batch` event left open in `out`; `last` is the number of its last line, its `id`.
+    /// (SSE lets `id:` follow `data:`; the event is dispatched at the blank line.)
+    pub fn seal(self, out: &mut BytesMut, last: u64) {
+        if self == Format::Batch && batch_open(out) {
+            out.put_slice(format!("]}}\nid: {last}\n\n").as_bytes());
+        }
     }
 
     /// Appends the event for the `[DONE]` document at line number `n`.
     pub fn done(self, out: &mut BytesMut, n: u64) {
-        write_id(out, n);
         match self {
-            Format::Text => write_data(out, DONE),
-            Format::Json => {
+            Format::Text => {
+                write_id(out, n);
+                write_data(out, DONE);
+                out.put_u8(b'\n');
+            }
+            Format::Json | Format::Batch => {
+                self.seal(out, n.saturating_sub(1));
+                write_id(out, n);
                 out.put_slice(b"event: done\n");
                 write_json(out, &JsonDone { n });
+                out.put_u8(b'\n');
             }
+            // The text simply ends; `[DONE]` is not part of it.
+            Format::Raw => {}
         }
-        out.put_u8(b'\n');
     }
+}
+
+/// Whether `out` ends inside a `Batch` event: every sealed event ends with a blank line, and the
+/// JSON of an open one never holds a raw newline.
+fn batch_open(out: &BytesMut) -> bool {
+    !out.is_empty() && !out.ends_with(b"\n\n")
 }
 
 #[derive(Serialize)]
@@ -165,6 +221,33 @@ mod tests {
         let mut out = BytesMut::new();
         Format::Json.done(&mut out, 8);
         assert_eq!(&out[..], b"id: 8\nevent: done\ndata: {\"n\":8}\n\n");
+    }
+
+    #[test]
+    fn batch_format_groups_lines_into_one_event_whose_id_is_the_last_line() {
+        let mut out = BytesMut::new();
+        Format::Batch.line(&mut out, 4, "a");
+        Format::Batch.line(&mut out, 5, " b\r\n");
+        Format::Batch.seal(&mut out, 5);
+        Format::Batch.seal(&mut out, 5);
+        Format::Batch.line(&mut out, 6, "c");
+        Format::Batch.done(&mut out, 7);
+        let expected = "event: lines\ndata: {\"n\":4,\"lines\":[\"a\",\" b\\r\\n\"]}\nid: 5\n\n\
+                        event: lines\ndata: {\"n\":6,\"lines\":[\"c\"]}\nid: 6\n\n\
+                        id: 7\nevent: done\ndata: {\"n\":7}\n\n";
+        assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
+    }
+
+    #[test]
+    fn raw_format_is_the_text_and_a_newline_and_nothing_else() {
+        let mut out = BytesMut::new();
+        Format::Raw.line(&mut out, 1, " a\r");
+        Format::Raw.line(&mut out, 2, "");
+        Format::Raw.seal(&mut out, 2);
+        Format::Raw.done(&mut out, 3);
+        assert_eq!(&out[..], b" a\r\n\n");
+        assert!(Format::Raw.preamble(2000).is_none() && Format::Raw.keep_alive().is_none());
+        assert!(Format::Json.preamble(2000).is_some() && Format::Batch.keep_alive().is_some());
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub enum AppendError {
 /// One page of the snapshot route.
 #[derive(Debug, Deserialize)]
 pub struct Page {
+    /// Where the page starts (the positions before it).
+    #[serde(default)]
+    pub from: u64,
     pub lines: Vec<String>,
     pub next: u64,
     pub done: bool,
@@ -124,6 +127,15 @@ impl ApiClient {
     async fn read_page(&self, key: &LogKey, from: u64, limit: u64) -> Outcome<Page> {
         let url = format!("{}?from={from}&limit={limit}", self.log_url(key, ""));
         self.send(self.get(&url)).await
+    }
+
+    /// The last `k` positions of the log (at most 10,000).
+    pub async fn tail(&self, key: &LogKey, k: u64) -> Result<Page, String> {
+        let url = format!("{}?tail={k}", self.log_url(key, ""));
+        match self.send(self.get(&url)).await {
+            Outcome::Done(page) => Ok(page),
+            Outcome::Refused { message, .. } | Outcome::Unsure(message) => Err(message),
+        }
     }
 
     /// Learns how many positions the log has; fails if it has ended.

@@ -77,6 +77,9 @@ enum Command {
         /// Start after this many lines.
         #[arg(long, default_value_t = 0)]
         from: u64,
+        /// Start at the last K lines, as `tail -n K` does.
+        #[arg(short = 'n', long = "tail", value_name = "K", conflicts_with = "from")]
+        tail: Option<u64>,
         /// Print what exists now and exit.
         #[arg(long)]
         no_follow: bool,
@@ -155,9 +158,10 @@ fn run_client(command: Command) -> ExitCode {
                 };
                 push::run(sink, LogKey::new(log.log_type, log.id), !no_done).await
             }
-            Command::Tail { log, server, from, no_follow } => {
+            Command::Tail { log, server, from, tail, no_follow } => {
                 let client = client::ApiClient::new(&server.server, server.token);
-                tail::run(client, LogKey::new(log.log_type, log.id), from, !no_follow).await
+                let start = tail.map_or(tail::Start::After(from), tail::Start::Last);
+                tail::run(client, LogKey::new(log.log_type, log.id), start, !no_follow).await
             }
             Command::Serve
             | Command::Migrate

@@ -20,13 +20,61 @@ struct JsonLine {
     line: String,
 }
 
-pub async fn run(client: ApiClient, key: LogKey, from: u64, follow: bool) -> Result<(), String> {
+/// Where `tail` starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Start {
+    /// After this many lines (`--from`).
+    After(u64),
+    /// At the last this many lines (`-n`, `--tail`).
+    Last(u64),
+}
+
+/// The most positions one tail snapshot answers.
+const MAX_TAIL: u64 = 10_000;
+
+pub async fn run(client: ApiClient, key: LogKey, start: Start, follow: bool) -> Result<(), String> {
     let mut out = tokio::io::BufWriter::new(tokio::io::stdout());
+    let from = match start {
+        Start::After(from) => from,
+        Start::Last(k) => match print_tail(&client, &key, k, &mut out).await? {
+            Tail::Printed { done, .. } if done || !follow => return Ok(()),
+            Tail::Printed { next, .. } => next,
+            Tail::StartAt(from) => from,
+        },
+    };
     if follow {
         follow_stream(&client, &key, from, &mut out).await
     } else {
         print_snapshot(&client, &key, from, &mut out).await
     }
+}
+
+enum Tail {
+    /// The last lines are printed; `next` is where following goes on.
+    Printed { next: u64, done: bool },
+    /// More lines than one snapshot holds: print from this position on.
+    StartAt(u64),
+}
+
+/// Prints the last `k` lines when one tail snapshot holds them. It asks for one position more,
+/// so that the `[DONE]` position of an ended log does not take the place of a line.
+async fn print_tail(
+    client: &ApiClient,
+    key: &LogKey,
+    k: u64,
+    out: &mut (impl AsyncWrite + Unpin),
+) -> Result<Tail, String> {
+    let page = client.tail(key, (k + 1).min(MAX_TAIL)).await?;
+    let held = page.lines.len() as u64;
+    if held < k && page.from > 0 {
+        return Ok(Tail::StartAt(page.next.saturating_sub(u64::from(page.done) + k)));
+    }
+    let skip = page.lines.len().saturating_sub(usize::try_from(k).unwrap_or(usize::MAX));
+    for line in &page.lines[skip..] {
+        write_line(out, line).await?;
+    }
+    out.flush().await.map_err(|e| e.to_string())?;
+    Ok(Tail::Printed { next: page.next, done: page.done })
 }
 
 async fn print_snapshot(

@@ -29,7 +29,7 @@ pub fn seed_stream(
         .map(respond)
 }
 
-/// GET /api/v1/logs/{type}/{id}/stream?from=N[&format=json]
+/// GET /api/v1/logs/{type}/{id}/stream?from=N[&format=json|batch]
 pub fn log_stream(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("api" / "v1" / "logs" / Segment / Segment / "stream")
         .and(warp::get())
@@ -51,7 +51,8 @@ async fn open_log(log_type: Segment, id: Segment, request: Incoming) -> Result<R
     let format = match query.get("format") {
         None | Some("text") => Format::Text,
         Some("json") => Format::Json,
-        Some(_) => return Err(ApiError::invalid("format", "must be `text` or `json`")),
+        Some("batch") => Format::Batch,
+        Some(_) => return Err(ApiError::invalid("format", "must be `text`, `json` or `batch`")),
     };
     open(&request, &query, "stream", params::log_key(log_type.0, id.0)?, from, format).await
 }
@@ -77,7 +78,8 @@ async fn open(
         return Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response());
     }
     tracing::debug!(log_type = %key.log_type, id = %key.id, from, "stream opened");
-    let body = session::start(state.sessions.clone(), StreamRequest { route, key, from, format }, permit);
+    let request = StreamRequest { route, key, from, format, follow: true };
+    let body = session::start(state.sessions.clone(), request, permit);
     Ok(event_stream(body))
 }
 

@@ -28,7 +28,7 @@ struct Snapshot<'a> {
     done: bool,
 }
 
-/// GET /api/v1/logs/{type}/{id}?from=N&limit=M
+/// GET /api/v1/logs/{type}/{id}?from=N&limit=M, or ?tail=K for the last K positions
 pub fn snapshot(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("api" / "v1" / "logs" / Segment / Segment)
         .and(warp::get())
@@ -41,12 +41,24 @@ async fn read_snapshot(log_type: Segment, id: Segment, request: Incoming) -> Res
     let query = request.query()?;
     let key = log_key(log_type.0, id.0)?;
     request.authorize(&query, &key, Action::Read).await?;
-    let from = query.count("from")?.unwrap_or(0);
-    let limit = query.count("limit")?.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_LIMIT}")));
-    }
-    let page = request.state.sessions.store.page(&key, from, limit).await?;
+    let store = &request.state.sessions.store;
+    let (from, page) = match query.count("tail")? {
+        Some(_) if query.get("from").is_some() || query.get("limit").is_some() => {
+            return Err(ApiError::invalid("tail", "cannot be combined with `from` or `limit`"));
+        }
+        Some(tail) if !(1..=MAX_LIMIT).contains(&tail) => {
+            return Err(ApiError::invalid("tail", format!("must be between 1 and {MAX_LIMIT}")));
+        }
+        Some(tail) => store.tail(&key, tail).await?,
+        None => {
+            let from = query.count("from")?.unwrap_or(0);
+            let limit = query.count("limit")?.unwrap_or(DEFAULT_LIMIT);
+            if !(1..=MAX_LIMIT).contains(&limit) {
+                return Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_LIMIT}")));
+            }
+            (from, store.page(&key, from, limit).await?)
+        }
+    };
     let body = Snapshot {
         log_type: &key.log_type,
         id: &key.id,

@@ -11,6 +11,7 @@ mod live;
 mod logs;
 pub(crate) mod openapi;
 mod params;
+mod raw;
 mod viewer;
 
 use std::convert::Infallible;
@@ -107,7 +108,9 @@ pub(crate) fn log_routes(
         .unify()
         .or(index::list(state.clone()))
         .unify()
-        .or(index::events(state))
+        .or(index::events(state.clone()))
+        .unify()
+        .or(raw::raw(state))
         .unify()
         .or(viewer::page())
         .unify()

@@ -75,7 +75,9 @@ fn paths() -> Value {
             "parameters": [
                 path("type"), path("id"),
                 query("from", false, count(), "Lines the client already has."),
-                query("format", false, json!({ "type": "string", "enum": ["text", "json"] }), "Event data format."),
+                query("format", false, json!({ "type": "string", "enum": ["text", "json", "batch"] }), "Event data format: \
+                    `batch` sends `event: lines` with `{\"n\":first,\"lines\":[...]}` (many lines per event, `id:` the last one's \
+                    number), for loading a big backlog fast."),
                 last_event_id(),
             ],
             "responses": stream_responses(),
@@ -88,6 +90,8 @@ fn paths() -> Value {
                     path("type"), path("id"),
                     query("from", false, count(), "Positions to skip."),
                     query("limit", false, json!({ "type": "integer", "minimum": 1, "maximum": 10000, "default": 1000 }), "Positions to return at most."),
+                    query("tail", false, json!({ "type": "integer", "minimum": 1, "maximum": 10000 }), "Instead of `from`/`limit` (400 with \
+                        either): the last K positions; `from` in the answer says where they start."),
                 ],
                 "responses": with_errors(json!({
                     "200": { "description": "A page of the log.", "content": json_of("#/components/schemas/Snapshot") },
@@ -131,6 +135,19 @@ fn paths() -> Value {
             "summary": "The index page: the logs, live",
             "security": [{}],
             "responses": { "200": { "description": "The page.", "content": { "text/html": { "schema": { "type": "string" } } } } },
+        }},
+        "/api/v1/logs/{type}/{id}/raw": { "get": {
+            "operationId": "raw",
+            "summary": "The log as plain text",
+            "description": "Each line's text followed by LF, `[DONE]` left out, streamed as it is read. Without `follow` the \
+                response ends at `[DONE]` or at the current end; with `follow=1` it stays open and streams new lines until `[DONE]`.",
+            "parameters": [
+                path("type"), path("id"),
+                query("follow", false, json!({ "type": "string", "enum": ["0", "1", "false", "true"] }), "Keep following the log."),
+            ],
+            "responses": with_errors(json!({
+                "200": { "description": "The text.", "content": { "text/plain": { "schema": { "type": "string" } } } },
+            }), &["400", "401", "403", "503"]),
         }},
         "/logs/{type}/{id}": { "get": {
             "operationId": "viewer",

@@ -25,6 +25,7 @@ use crate::log::{LogKey, LogLine};
 use crate::metrics::Metrics;
 
 mod append;
+mod pages;
 mod prune;
 mod watch;
 
@@ -207,37 +208,6 @@ impl Store {
     /// How many documents (line positions) the log has.
     pub async fn count(&self, key: &LogKey) -> Result<u64> {
         self.gated(self.collection.count_documents(key.filter()).into_future()).await
-    }
-
-    /// Up to `limit` positions of the log after `from`, stopping at `[DONE]`.
-    pub async fn page(&self, key: &LogKey, from: u64, limit: u64) -> Result<Page> {
-        let find = self
-            .collection
-            .find(key.filter())
-            .sort(doc! { "_id": 1 })
-            .skip(from)
-            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-            .projection(doc! { "_id": 1, "log": 1 })
-            .batch_size(BATCH_SIZE);
-        let mut cursor =
-            LineCursor { cursor: self.gated(find.into_future()).await?, gate: self.gate.clone() };
-        let mut page = Page { lines: Vec::new(), next: from, done: false };
-        while let Some(stored) = cursor.next().await? {
-            page.next += 1;
-            match stored {
-                Stored::Line(line) if line.is_done() => {
-                    page.done = true;
-                    return Ok(page);
-                }
-                Stored::Line(line) => page.lines.push(line.text),
-                Stored::Unreadable => {}
-            }
-        }
-        if page.lines.is_empty() && from > 0 {
-            // An empty window past the end: the client already has everything if the log ended.
-            page.done = matches!(self.done_position(key).await?, Some(done) if done <= from);
-        }
-        Ok(page)
     }
 
     /// Whether the migration `name` is recorded as applied.

@@ -51,6 +51,8 @@ async fn without_credentials_reads_are_401_with_www_authenticate() {
     for url in [
         app.stream_url("deploy", "1", ""),
         app.url("/api/v1/logs/deploy/1"),
+        app.url("/api/v1/logs/deploy/1?tail=10"),
+        app.url("/api/v1/logs/deploy/1/raw?follow=1"),
         app.url("/api/v1/sse/logs/?type=deploy&id=1"),
     ] {
         let response = app.http.get(&url).send().await.unwrap();

@@ -3,6 +3,7 @@
 
 mod append;
 mod auth;
+mod big;
 mod cli;
 mod concurrency;
 mod dashboards;

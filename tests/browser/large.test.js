@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, it } from 'node:test';
-import { artifacts, launchBrowser, openPage, Service, uniqueName, waitEnded, waitLines } from './lib/harness.js';
+import { artifacts, launchBrowser, openPage, Service, uniqueName, waitComplete, waitLines } from './lib/harness.js';
 
 const TOTAL = 200_000;
 const BATCH = 10_000; // one append request: ~700 KB, under the default 1 MiB body limit
@@ -116,7 +116,7 @@ it(`loads ${TOTAL.toLocaleString('en-US')} lines and answers a scroll within ${B
     if (ms !== null) liveWheels.push(ms);
   }
   await writing;
-  await waitEnded(page, 120_000);
+  await waitComplete(page, 120_000);
   const loadMs = performance.now() - t0;
   const catchUpMs = performance.now() - writtenAt;
 
@@ -147,6 +147,7 @@ it(`loads ${TOTAL.toLocaleString('en-US')} lines and answers a scroll within ${B
   }));
   assert.equal(page_.state.lines, TOTAL);
   assert.equal(page_.stats.duplicates, 0);
+  assert.equal(page_.stats.gaps, 0);
   assert.match(await page.textContent('#status'), /^ended · 200,000 lines/);
   assert.ok(page_.domNodes < 2000, `DOM nodes: ${page_.domNodes}`);
 

@@ -210,6 +210,11 @@ export function waitEnded(page, timeout = 30_000) {
   return page.waitForFunction(() => window.sseLogs && window.sseLogs.state().ended, null, { timeout });
 }
 
+/** Ended, and every line of the log is in the page (a big log fills in behind its tail). */
+export function waitComplete(page, timeout = 30_000) {
+  return page.waitForFunction(() => window.sseLogs && window.sseLogs.state().complete, null, { timeout });
+}
+
 export function waitLines(page, n, timeout = 30_000) {
   return page.waitForFunction((want) => window.sseLogs && window.sseLogs.state().lines >= want, n, { timeout });
 }

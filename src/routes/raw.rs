@@ -1,0 +1,49 @@
+//! The log as plain text, for curl, wget and the viewer's download button.
+//!
+//! It is a session in the `Raw` format: the same backlog cursor, and with `follow=1` the same
+//! gapless hand-off to live lines as the SSE routes, so `curl -N .../raw?follow=1` prints each
+//! line once. The body is streamed as it is read, never built in memory.
+
+use warp::http::{header, HeaderValue};
+use warp::reply::{Reply, Response};
+use warp::Filter;
+
+use super::params::{self, incoming, Incoming, Segment};
+use super::{respond, SharedState};
+use crate::access::Action;
+use crate::error::ApiError;
+use crate::session::{self, StreamRequest};
+use crate::sse::Format;
+
+/// GET /api/v1/logs/{type}/{id}/raw[?follow=1]
+pub fn raw(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path!("api" / "v1" / "logs" / Segment / Segment / "raw")
+        .and(warp::get())
+        .and(incoming(state))
+        .then(open_raw)
+        .map(respond)
+}
+
+async fn open_raw(log_type: Segment, id: Segment, request: Incoming) -> Result<Response, ApiError> {
+    let query = request.query()?;
+    let follow = match query.get("follow") {
+        None | Some("" | "0" | "false") => false,
+        Some("1" | "true") => true,
+        Some(_) => return Err(ApiError::invalid("follow", "must be `1` or `0`")),
+    };
+    let key = params::log_key(log_type.0, id.0)?;
+    request.authorize(&query, &key, Action::Read).await?;
+    let state = &request.state;
+    // A download can take as long as a stream, so it holds a stream slot too.
+    let permit = state.stream_slots.clone().try_acquire_owned().map_err(|_| ApiError::TooManyStreams)?;
+    let stream = StreamRequest { route: "raw", key, from: 0, format: Format::Raw, follow };
+    let body = session::start(state.sessions.clone(), stream, permit);
+    let mut response = warp::reply::stream(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // `follow=1` is a stream: nginx must pass each line on as it comes.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}

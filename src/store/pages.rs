@@ -1,0 +1,88 @@
+//! Reading a log by position, for the snapshot route, `tail` and `push`'s look-ups: a window
+//! from a position, or the last positions of the log.
+
+use std::future::IntoFuture;
+
+use bson::doc;
+use mongodb::error::Result;
+
+use super::{LineCursor, Page, Store, Stored, BATCH_SIZE};
+use crate::log::LogKey;
+
+impl Store {
+    /// Up to `limit` positions of the log after `from`, stopping at `[DONE]`.
+    pub async fn page(&self, key: &LogKey, from: u64, limit: u64) -> Result<Page> {
+        let find = self
+            .collection
+            .find(key.filter())
+            .sort(doc! { "_id": 1 })
+            .skip(from)
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .projection(doc! { "_id": 1, "log": 1 })
+            .batch_size(BATCH_SIZE);
+        let mut cursor =
+            LineCursor { cursor: self.gated(find.into_future()).await?, gate: self.gate.clone() };
+        let mut page = Page { lines: Vec::new(), next: from, done: false };
+        while let Some(stored) = cursor.next().await? {
+            page.next += 1;
+            match stored {
+                Stored::Line(line) if line.is_done() => {
+                    page.done = true;
+                    return Ok(page);
+                }
+                Stored::Line(line) => page.lines.push(line.text),
+                Stored::Unreadable => {}
+            }
+        }
+        if page.lines.is_empty() && from > 0 {
+            // An empty window past the end: the client already has everything if the log ended.
+            page.done = matches!(self.done_position(key).await?, Some(done) if done <= from);
+        }
+        Ok(page)
+    }
+
+    /// The last `k` positions of the log and the position before the first of them. `from` counts
+    /// the documents before the window's first `_id`, so it fits the window even while lines are
+    /// appended (by the `_id` order invariant).
+    pub async fn tail(&self, key: &LogKey, k: u64) -> Result<(u64, Page)> {
+        let find = self
+            .collection
+            .find(key.filter())
+            .sort(doc! { "_id": -1 })
+            .limit(i64::try_from(k).unwrap_or(i64::MAX))
+            .projection(doc! { "_id": 1, "log": 1 })
+            .batch_size(BATCH_SIZE);
+        let mut cursor =
+            LineCursor { cursor: self.gated(find.into_future()).await?, gate: self.gate.clone() };
+        let mut window = Vec::new();
+        while let Some(stored) = cursor.next().await? {
+            window.push(stored);
+        }
+        window.reverse();
+        let oldest = window.iter().find_map(|stored| match stored {
+            Stored::Line(line) => Some(line.oid),
+            Stored::Unreadable => None,
+        });
+        let from = match oldest {
+            None => 0,
+            Some(oid) => {
+                let mut before = key.filter();
+                before.insert("_id", doc! { "$lt": oid });
+                self.gated(self.collection.count_documents(before).into_future()).await?
+            }
+        };
+        let mut page = Page { lines: Vec::with_capacity(window.len()), next: from, done: false };
+        for stored in window {
+            page.next += 1;
+            match stored {
+                Stored::Line(line) if line.is_done() => {
+                    page.done = true;
+                    break;
+                }
+                Stored::Line(line) => page.lines.push(line.text),
+                Stored::Unreadable => {}
+            }
+        }
+        Ok((from, page))
+    }
+}
