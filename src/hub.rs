@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use bson::oid::ObjectId;
 use mongodb::change_stream::event::ResumeToken;
 use mongodb::error::ErrorKind;
 use tokio::sync::{mpsc, watch};
@@ -192,8 +193,21 @@ impl Hub {
     /// the stream is reopened with backoff, and readiness reflects whether it is running.
     pub async fn run(self, store: Store, shutdown: Shutdown) {
         let mut token: Option<ResumeToken> = None;
+        // The last line the stream announced: if MongoDB no longer has it, the token is suspect.
+        let mut last_seen: Option<ObjectId> = None;
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         while !shutdown.is_triggered() {
+            if let (Some(_), Some(oid)) = (&token, last_seen) {
+                // A server that crashed may have lost writes it had already announced; its
+                // history then no longer holds the token's point, and resuming "after" it could
+                // skip the next line written. Checked once per reopen: one `_id` lookup.
+                if let Ok(false) = store.contains(oid).await {
+                    tracing::warn!("the last line announced is gone from MongoDB (lost in a crash?); every subscriber resyncs");
+                    token = None;
+                    last_seen = None;
+                    self.resync_all();
+                }
+            }
             let opened = tokio::select! {
                 _ = shutdown.wait() => break,
                 opened = store.watch_inserts(token.clone()) => opened,
@@ -232,7 +246,7 @@ impl Hub {
             self.set_live(true);
             backoff.reset();
             tracing::info!(resumed = token.is_some(), "change stream running");
-            token = self.follow(&mut inserts, token, &shutdown).await;
+            token = self.follow(&mut inserts, token, &shutdown, &mut last_seen).await;
             self.shared.resumable.store(token.is_some(), Ordering::Relaxed);
         }
         self.set_live(false);
@@ -245,6 +259,7 @@ impl Hub {
         inserts: &mut Inserts,
         mut token: Option<ResumeToken>,
         shutdown: &Shutdown,
+        last_seen: &mut Option<ObjectId>,
     ) -> Option<ResumeToken> {
         loop {
             let next = tokio::select! {
@@ -261,6 +276,7 @@ impl Hub {
                     }
                     let insert = Insert { oid: line.oid, done: line.is_done(), at: line.inserted_at };
                     self.shared.index.record(&key, insert);
+                    *last_seen = Some(line.oid);
                     self.dispatch(&key, Arc::new(line));
                 }
                 Ok(Some(Change::Invalidated)) => {

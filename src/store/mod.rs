@@ -210,6 +210,12 @@ impl Store {
         self.gated(self.collection.count_documents(key.filter()).into_future()).await
     }
 
+    /// Whether a document with this `_id` is stored.
+    pub async fn contains(&self, oid: ObjectId) -> Result<bool> {
+        let find = self.collection.find_one(doc! { "_id": oid }).projection(doc! { "_id": 1 });
+        Ok(self.gated(find.into_future()).await?.is_some())
+    }
+
     /// Whether the migration `name` is recorded as applied.
     pub async fn migration_applied(&self, name: &str) -> Result<bool> {
         let records = self.database.collection::<Document>(MIGRATION_RECORDS);

@@ -140,12 +140,11 @@ async fn when_the_resume_token_fell_out_of_the_oplog_every_client_resyncs_and_ge
 /// still holds after the restart, in order, none twice, then `[DONE]`; any other line it got
 /// is one MongoDB acknowledged before the kill and then lost.
 ///
-/// Ignored: against SecantusDB it fails most runs. Its change stream announces writes before
-/// they are durable; the hub's resume token then names an oplog entry the kill lost, the first
-/// insert after the restart takes that position, and resuming "after" it skips that line
-/// (resyncs 0, the line in MongoDB, never sent). Real MongoDB only announces majority-committed
-/// (journaled) writes, so its tokens survive a crash. Run with `--ignored` to see it.
-#[ignore = "SecantusDB announces writes before they are durable: after SIGKILL the hub's token can skip the first new line"]
+/// SecantusDB's change stream announces writes before they are durable, so the hub's resume
+/// token can name an oplog entry the kill lost; the first insert after the restart then takes
+/// that position and resuming "after" it would skip that line. The hub therefore checks, before
+/// it resumes, that the last line it announced is still stored, and resyncs every subscriber
+/// when it is not (this test failed in most runs before that check).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_sigkill_of_mongodb_clients_get_every_line_it_still_has_once_and_in_order() {
     const TOTAL: usize = 300;
