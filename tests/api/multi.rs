@@ -212,3 +212,26 @@ async fn bad_input_is_a_json_400() {
     let response = app.http.get(streams_url(&app, &fifty)).send().await.unwrap();
     assert_eq!(response.status(), 200, "50 logs are allowed");
 }
+
+#[tokio::test]
+async fn a_client_leaving_ends_every_session_and_shutdown_ends_the_response_cleanly() {
+    let mut app = spawn_app().await;
+    let logs = ["ci:a", "ci:b", "ci:c"];
+    write_range(&app, "a", 1..=1).await;
+    let url = streams_url(&app, &logs);
+    let mut leaving = app.get_stream(&url).await;
+    leaving.next_event().await;
+    assert_eq!(app.metric("sse_logs_streams_open"), 3.0, "a session per log");
+    drop(leaving);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.metric("sse_logs_streams_open") > 0.0 {
+        assert!(std::time::Instant::now() < deadline, "the sessions end when the client goes away");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let mut staying = app.get_stream(&url).await;
+    staying.next_event().await;
+    app.stop().await;
+    // A clean end of the chunked body: the helper panics on a broken connection.
+    assert_eq!(staying.next_item().await, Item::End);
+}
