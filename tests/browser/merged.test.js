@@ -81,4 +81,26 @@ describe('merged viewer', () => {
     assert.deepEqual(errors, []);
     await page.context().close();
   });
+
+  it('starts after @N, takes ids with ":" and "@", and passes access_token on', async () => {
+    const id = `${uniqueName('odd')}:x@y`;
+    await service.append('ci job', id, ['one', 'two', 'three'], { done: true });
+    await service.append('ci', id, ['other'], { done: true });
+    const { page, context, errors } = await openPage(browser);
+    const streams = [];
+    page.on('request', (request) => { if (request.url().includes('/api/')) streams.push(new URL(request.url())); });
+    const logs = [`ci job:${id}@1`, `ci:${id}`];
+    const query = logs.map((l) => `log=${encodeURIComponent(l)}`).join('&');
+    await page.goto(service.url(`/logs?${query}&access_token=s3cr%2Bt`));
+    await page.waitForFunction(() => document.getElementById('status').classList.contains('ended'), null, { timeout: 30_000 });
+    const shown = await rows(page);
+    assert.deepEqual(shown.filter((r) => !r.end).map((r) => [r.label, r.text]).sort(),
+      [[`ci job:${id}`, 'three'], [`ci job:${id}`, 'two'], [`ci:${id}`, 'other']], 'type:id labels when the types differ');
+    assert.equal(streams.length, 1);
+    assert.equal(streams[0].pathname, '/api/v1/streams');
+    assert.deepEqual(streams[0].searchParams.getAll('log'), logs);
+    assert.equal(streams[0].searchParams.get('access_token'), 's3cr+t');
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
 });
