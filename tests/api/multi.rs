@@ -235,3 +235,18 @@ async fn a_client_leaving_ends_every_session_and_shutdown_ends_the_response_clea
     // A clean end of the chunked body: the helper panics on a broken connection.
     assert_eq!(staying.next_item().await, Item::End);
 }
+
+#[tokio::test]
+async fn an_idle_combined_stream_gets_one_retry_and_keep_alives_from_the_combiner() {
+    let app = spawn_app_with(&[("SSE__KEEP_ALIVE_SECS", "1")]).await;
+    let mut client = app.get_stream(&streams_url(&app, &["ci:quiet1", "ci:quiet2", "ci:quiet3"])).await;
+    assert_eq!(client.next_item().await, Item::Retry(2000));
+    assert_eq!(client.next_item().await, Item::Comment("keep-alive".into()));
+    app.write("ci", "quiet2", &["hello"]).await;
+    let event = client.next_event().await;
+    assert_eq!((event.event.as_str(), event.id.as_str()), ("line", "0,1,0"));
+    // The per-log sessions write no preamble or keep-alive of their own: one of each per interval.
+    let raw = String::from_utf8_lossy(&client.raw).into_owned();
+    assert_eq!(raw.matches("retry:").count(), 1, "{raw}");
+    assert!(raw.matches(": keep-alive").count() <= 2, "{raw}");
+}
