@@ -86,6 +86,14 @@ impl LogLine {
         self.text == DONE
     }
 
+    /// When it was written, in ms since the epoch: the change event's wall time when it came
+    /// live, else its ObjectId's time (whole seconds).
+    pub fn time_ms(&self) -> u64 {
+        let at = self.inserted_at.unwrap_or_else(|| self.oid.timestamp().into());
+        at.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
     /// Reads a stored document; `None` for one without an ObjectId `_id`, which cannot be
     /// ordered or de-duplicated and so is not served (logged here).
     pub fn from_document(document: &Document) -> Option<Self> {

@@ -5,8 +5,9 @@ use prometheus::{
     TextEncoder,
 };
 
-/// The stream routes (`index` is the index stream), the label of the per-route metrics.
-pub(crate) const ROUTES: [&str; 4] = ["seed", "stream", "raw", "index"];
+/// The stream routes (`index` is the index stream; `streams` counts each log of a combined
+/// stream), the label of the per-route metrics.
+pub(crate) const ROUTES: [&str; 5] = ["seed", "stream", "streams", "raw", "index"];
 
 /// Every metric the service exports.
 #[derive(Debug)]

@@ -115,7 +115,18 @@ pub(crate) fn start(
     request: StreamRequest,
     permit: OwnedSemaphorePermit,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + Sync + 'static {
-    let (out, mut body) = mpsc::channel(OUTPUT_CHUNKS);
+    let mut body = spawn(state, request, Some(permit));
+    futures_util::stream::poll_fn(move |cx| body.poll_recv(cx).map(|chunk| chunk.map(Ok)))
+}
+
+/// Starts a session and returns the channel of its chunks; it ends when the session does, and
+/// dropping it ends the session. `crate::combine` reads several at once, under one permit.
+pub(crate) fn spawn(
+    state: Arc<Sessions>,
+    request: StreamRequest,
+    permit: Option<OwnedSemaphorePermit>,
+) -> mpsc::Receiver<Bytes> {
+    let (out, body) = mpsc::channel(OUTPUT_CHUNKS);
     let span = tracing::info_span!("stream", log_type = %request.key.log_type, id = %request.key.id, from = request.from);
     let session = Session {
         route: request.route,
@@ -136,7 +147,7 @@ pub(crate) fn start(
         }
         .instrument(span),
     );
-    futures_util::stream::poll_fn(move |cx| body.poll_recv(cx).map(|chunk| chunk.map(Ok)))
+    body
 }
 
 struct Session {
@@ -321,7 +332,7 @@ impl Session {
             self.format.done(buf, self.pos);
             return true;
         }
-        self.format.line(buf, self.pos, &line.text);
+        self.format.line(buf, self.pos, &line.text, line.time_ms());
         self.state.metrics.lines_sent.inc();
         false
     }

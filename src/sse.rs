@@ -5,13 +5,15 @@
 //! follows `data:`), and a line must be split on `\r\n`, `\n` *and* a bare `\r`, or a browser
 //! would see a different text than MongoDB holds.
 
+use std::sync::Arc;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 
-use crate::log::DONE;
+use crate::log::{LogKey, DONE};
 
 /// How each line is put into an event's data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Format {
     /// The seed's format: the line itself, one `data:` field per piece of the line.
     Text,
@@ -22,6 +24,11 @@ pub(crate) enum Format {
     Batch,
     /// Not SSE: each line's text and `\n`, nothing else (`raw`, for curl and downloads).
     Raw,
+    /// One log of several on one connection (`/api/v1/streams`): `event: line` with
+    /// `{"type","id","n","line","t"}`, `event: done` with `{"type","id","n"}`, and `id: @n`, a
+    /// placeholder the combiner replaces by every log's position (see `crate::combine`), which
+    /// also writes the preamble and keep-alives, once for the whole response.
+    Multi(Arc<LogKey>),
 }
 
 /// The first bytes of every stream: how long EventSource waits before reconnecting.
@@ -36,18 +43,25 @@ pub(crate) fn keep_alive() -> Bytes {
 
 impl Format {
     /// The first bytes of a response in this format, if any.
-    pub fn preamble(self, retry_ms: u64) -> Option<Bytes> {
-        (self != Format::Raw).then(|| retry(retry_ms))
+    pub fn preamble(&self, retry_ms: u64) -> Option<Bytes> {
+        self.frames_response().then(|| retry(retry_ms))
     }
 
     /// What an idle response sends so proxies keep it open; plain text has no comments.
-    pub fn keep_alive(self) -> Option<Bytes> {
-        (self != Format::Raw).then(keep_alive)
+    pub fn keep_alive(&self) -> Option<Bytes> {
+        self.frames_response().then(keep_alive)
+    }
+
+    /// Whether the session writes the SSE preamble and keep-alives itself: not in plain text,
+    /// and not as one part of a combined response, whose combiner writes them once for all.
+    fn frames_response(&self) -> bool {
+        !matches!(self, Format::Raw | Format::Multi(_))
     }
 
     /// Appends line number `n` of the log. In `Batch` it joins the event still open in `out`,
     /// which [`Format::seal`] closes before `out` is sent.
-    pub fn line(self, out: &mut BytesMut, n: u64, text: &str) {
+    /// `t` is when the line was written (ms since the epoch); only `Multi` sends it.
+    pub fn line(&self, out: &mut BytesMut, n: u64, text: &str, t: u64) {
         match self {
             Format::Text => {
                 write_id(out, n);
@@ -71,19 +85,24 @@ impl Format {
                 out.put_slice(text.as_bytes());
                 out.put_u8(b'\n');
             }
+            Format::Multi(key) => {
+                out.put_slice(format!("event: line\nid: @{n}\n").as_bytes());
+                write_json(out, &MultiLine { r#type: &key.log_type, id: &key.id, n, line: text, t });
+                out.put_u8(b'\n');
+            }
         }
     }
 
     /// Closes a `Batch` event left open in `out`; `last` is the number of its last line, its `id`.
     /// (SSE lets `id:` follow `data:`; the event is dispatched at the blank line.)
-    pub fn seal(self, out: &mut BytesMut, last: u64) {
-        if self == Format::Batch && batch_open(out) {
+    pub fn seal(&self, out: &mut BytesMut, last: u64) {
+        if *self == Format::Batch && batch_open(out) {
             out.put_slice(format!("]}}\nid: {last}\n\n").as_bytes());
         }
     }
 
     /// Appends the event for the `[DONE]` document at line number `n`.
-    pub fn done(self, out: &mut BytesMut, n: u64) {
+    pub fn done(&self, out: &mut BytesMut, n: u64) {
         match self {
             Format::Text => {
                 write_id(out, n);
@@ -99,6 +118,11 @@ impl Format {
             }
             // The text simply ends; `[DONE]` is not part of it.
             Format::Raw => {}
+            Format::Multi(key) => {
+                out.put_slice(format!("event: done\nid: @{n}\n").as_bytes());
+                write_json(out, &MultiDone { r#type: &key.log_type, id: &key.id, n });
+                out.put_u8(b'\n');
+            }
         }
     }
 }
@@ -117,6 +141,22 @@ struct JsonLine<'a> {
 
 #[derive(Serialize)]
 struct JsonDone {
+    n: u64,
+}
+
+#[derive(Serialize)]
+struct MultiLine<'a> {
+    r#type: &'a str,
+    id: &'a str,
+    n: u64,
+    line: &'a str,
+    t: u64,
+}
+
+#[derive(Serialize)]
+struct MultiDone<'a> {
+    r#type: &'a str,
+    id: &'a str,
     n: u64,
 }
 
@@ -165,7 +205,7 @@ mod tests {
 
     fn text_event(n: u64, line: &str) -> String {
         let mut out = BytesMut::new();
-        Format::Text.line(&mut out, n, line);
+        Format::Text.line(&mut out, n, line, 0);
         String::from_utf8(out.to_vec()).unwrap()
     }
 
@@ -216,7 +256,7 @@ mod tests {
     #[test]
     fn json_format_is_lossless_and_single_line() {
         let mut out = BytesMut::new();
-        Format::Json.line(&mut out, 7, " a\r\nb\r");
+        Format::Json.line(&mut out, 7, " a\r\nb\r", 0);
         assert_eq!(&out[..], b"id: 7\ndata: {\"n\":7,\"line\":\" a\\r\\nb\\r\"}\n\n");
         let mut out = BytesMut::new();
         Format::Json.done(&mut out, 8);
@@ -226,11 +266,11 @@ mod tests {
     #[test]
     fn batch_format_groups_lines_into_one_event_whose_id_is_the_last_line() {
         let mut out = BytesMut::new();
-        Format::Batch.line(&mut out, 4, "a");
-        Format::Batch.line(&mut out, 5, " b\r\n");
+        Format::Batch.line(&mut out, 4, "a", 0);
+        Format::Batch.line(&mut out, 5, " b\r\n", 0);
         Format::Batch.seal(&mut out, 5);
         Format::Batch.seal(&mut out, 5);
-        Format::Batch.line(&mut out, 6, "c");
+        Format::Batch.line(&mut out, 6, "c", 0);
         Format::Batch.done(&mut out, 7);
         let expected = "event: lines\ndata: {\"n\":4,\"lines\":[\"a\",\" b\\r\\n\"]}\nid: 5\n\n\
                         event: lines\ndata: {\"n\":6,\"lines\":[\"c\"]}\nid: 6\n\n\
@@ -241,13 +281,27 @@ mod tests {
     #[test]
     fn raw_format_is_the_text_and_a_newline_and_nothing_else() {
         let mut out = BytesMut::new();
-        Format::Raw.line(&mut out, 1, " a\r");
-        Format::Raw.line(&mut out, 2, "");
+        Format::Raw.line(&mut out, 1, " a\r", 0);
+        Format::Raw.line(&mut out, 2, "", 0);
         Format::Raw.seal(&mut out, 2);
         Format::Raw.done(&mut out, 3);
         assert_eq!(&out[..], b" a\r\n\n");
         assert!(Format::Raw.preamble(2000).is_none() && Format::Raw.keep_alive().is_none());
         assert!(Format::Json.preamble(2000).is_some() && Format::Batch.keep_alive().is_some());
+    }
+
+    #[test]
+    fn multi_format_names_the_log_and_leaves_the_id_to_the_combiner() {
+        let format = Format::Multi(Arc::new(LogKey::new("ci", "a:b")));
+        let mut out = BytesMut::new();
+        format.line(&mut out, 3, "x\ny", 1700000000123);
+        format.done(&mut out, 4);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "event: line\nid: @3\ndata: {\"type\":\"ci\",\"id\":\"a:b\",\"n\":3,\"line\":\"x\\ny\",\"t\":1700000000123}\n\n\
+             event: done\nid: @4\ndata: {\"type\":\"ci\",\"id\":\"a:b\",\"n\":4}\n\n"
+        );
+        assert!(format.preamble(2000).is_none() && format.keep_alive().is_none());
     }
 
     #[test]

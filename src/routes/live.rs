@@ -74,8 +74,7 @@ async fn open(
     let state = &request.state;
     let permit = state.stream_slots.clone().try_acquire_owned().map_err(|_| ApiError::TooManyStreams)?;
     if from > 0 && state.sessions.hub.is_live() && already_ended(state, &key, from).await {
-        // 204 is what makes EventSource stop reconnecting.
-        return Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response());
+        return Ok(no_content());
     }
     tracing::debug!(log_type = %key.log_type, id = %key.id, from, "stream opened");
     let request = StreamRequest { route, key, from, format, follow: true };
@@ -83,9 +82,15 @@ async fn open(
     Ok(event_stream(body))
 }
 
+/// The answer to a client that already has every `[DONE]` it asked for.
+pub(super) fn no_content() -> Response {
+    // 204 is what makes EventSource stop reconnecting.
+    warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response()
+}
+
 /// True when the client already has the `[DONE]` line. A failed or slow check opens the stream
 /// anyway: the session itself waits out a MongoDB outage with keep-alives.
-async fn already_ended(state: &SharedState, key: &LogKey, from: u64) -> bool {
+pub(super) async fn already_ended(state: &SharedState, key: &LogKey, from: u64) -> bool {
     match tokio::time::timeout(DONE_CHECK_TIMEOUT, state.sessions.store.done_position(key)).await {
         Ok(Ok(done)) => done.is_some_and(|done| from >= done),
         Ok(Err(err)) => {

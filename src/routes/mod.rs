@@ -12,6 +12,7 @@ mod logs;
 pub(crate) mod openapi;
 mod params;
 mod raw;
+mod streams;
 mod viewer;
 
 use std::convert::Infallible;
@@ -102,6 +103,8 @@ pub(crate) fn log_routes(
     live::seed_stream(state.clone())
         .or(live::log_stream(state.clone()))
         .unify()
+        .or(streams::streams(state.clone()))
+        .unify()
         .or(logs::snapshot(state.clone()))
         .unify()
         .or(logs::append(state.clone()))
@@ -113,6 +116,8 @@ pub(crate) fn log_routes(
         .or(raw::raw(state))
         .unify()
         .or(viewer::page())
+        .unify()
+        .or(viewer::merged_page())
         .unify()
         .or(index::page())
         .unify()

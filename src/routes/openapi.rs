@@ -82,6 +82,26 @@ fn paths() -> Value {
             ],
             "responses": stream_responses(),
         }},
+        "/api/v1/streams": { "get": {
+            "operationId": "streams",
+            "summary": "Follow several logs on one connection",
+            "description": "First `retry: <ms>`; then `event: line` with `{\"type\",\"id\",\"n\",\"line\",\"t\"}` (`t`: when \
+                the line was written, ms since the epoch) and, per log at its `[DONE]`, `event: done` with \
+                `{\"type\",\"id\",\"n\"}`; the response ends after the last log's. Each event's `id:` is every log's \
+                position in the order of the `log` parameters, joined by `,` (`12,0,7`), so `Last-Event-ID` resumes \
+                them all. Lines of one log come in order; logs interleave as they are read. While idle, \
+                `: keep-alive` comments. 403 when any log is not readable.",
+            "parameters": [
+                { "name": "log", "in": "query", "required": true, "style": "form", "explode": true,
+                  "schema": { "type": "array", "minItems": 1, "maxItems": 50, "uniqueItems": true,
+                              "items": { "type": "string", "pattern": "^[^:\\u0000-\\u001f\\u007f-\\u009f]+:[^\\u0000-\\u001f\\u007f-\\u009f]+$" } },
+                  "description": "`type:id`, or `type:id@N` to start after line N; the type holds no `:`." },
+                { "name": "Last-Event-ID", "in": "header", "required": false,
+                  "schema": { "type": "string", "pattern": "^([0-9]+(,[0-9]+)*)?$" },
+                  "description": "Sent by EventSource on reconnect: one position per log; overrides the `@N`s." },
+            ],
+            "responses": stream_responses(),
+        }},
         "/api/v1/logs/{type}/{id}": {
             "get": {
                 "operationId": "snapshot",
@@ -154,6 +174,12 @@ fn paths() -> Value {
             "summary": "The HTML viewer of one log",
             "security": [{}],
             "parameters": [path("type"), path("id")],
+            "responses": { "200": { "description": "The page.", "content": { "text/html": { "schema": { "type": "string" } } } } },
+        }},
+        "/logs": { "get": {
+            "operationId": "mergedViewer",
+            "summary": "The HTML viewer of several logs merged in time order (`?log=T:I&log=T:I`)",
+            "security": [{}],
             "responses": { "200": { "description": "The page.", "content": { "text/html": { "schema": { "type": "string" } } } } },
         }},
         "/api/v1/openapi.json": { "get": {

@@ -1,8 +1,9 @@
-//! The built-in HTML viewer: one static page that follows a log with EventSource.
+//! The built-in HTML viewers: one static page that follows a log with EventSource, and one that
+//! shows several logs merged in time order over one EventSource (`merged.html`).
 //!
-//! Everything the page needs (HTML, CSS, JS) is in `viewer.html`, embedded at compile time: no CDN,
-//! no build step, works offline. The page reads type and id from its own URL, so the bytes are the
-//! same for every log and no request text is ever written into the HTML.
+//! Everything a page needs (HTML, CSS, JS) is in its `.html` file, embedded at compile time: no
+//! CDN, no build step, works offline. The pages read the logs from their own URL, so the bytes are
+//! the same for every log and no request text is ever written into the HTML.
 
 use warp::http::{header, HeaderValue};
 use warp::reply::{Reply, Response};
@@ -11,6 +12,7 @@ use warp::Filter;
 use super::params::Segment;
 
 const PAGE: &str = include_str!("viewer.html");
+const MERGED: &str = include_str!("merged.html");
 
 /// Defence in depth: the page inserts log text only as text nodes, and even if markup slipped in it
 /// could load nothing and talk to no one but this origin.
@@ -20,6 +22,11 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-in
 /// GET /logs/{type}/{id}
 pub fn page() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("logs" / Segment / Segment).and(warp::get()).map(|_: Segment, _: Segment| html_page(PAGE))
+}
+
+/// GET /logs?log=T:I&log=T:I
+pub fn merged_page() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path!("logs").and(warp::get()).map(|| html_page(MERGED))
 }
 
 /// One of the built-in pages, with the headers that keep it self-contained.

@@ -14,6 +14,7 @@ mod helpers;
 mod index;
 mod migrate;
 mod mongo_server;
+mod multi;
 mod nginx;
 mod operate;
 mod push_faults;
