@@ -36,9 +36,9 @@
 // The modules, in the order a line travels; each imports only from those above it. Settings,
 // what a log is, and small shared tools; MongoDB (every query, the change stream, migrations);
 // the list of logs, the hub that fans the change stream out to it and to the streams, and
-// retention; SSE framing, one viewer's session and several combined on one connection; the API error and who may do what; the HTTP
-// routes; the embedding API built from them; the `serve` binary's server and wiring; the
-// command line.
+// retention; SSE framing, one viewer's session, and several sessions combined on one
+// connection; the API error and who may do what; the HTTP routes; the embedding API built from
+// them; the `serve` binary's server and wiring; the command line.
 pub mod config;
 mod log;
 
@@ -56,8 +56,9 @@ mod retention;
 
 mod sse;
 
-mod combine;
 mod session;
+
+mod combine;
 
 mod error;
 
