@@ -31,6 +31,16 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// `[index]`
     pub index: IndexSettings,
+    /// `[redact]`
+    pub redact: RedactSettings,
+}
+
+/// `[redact]`: secrets that never leave the service.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedactSettings {
+    /// Regular expressions whose matches become `***` in every line served and appended. In the
+    /// environment, `SSE_LOGS__REDACT__PATTERNS` holds one pattern, or several on separate lines.
+    pub patterns: Vec<String>,
 }
 
 /// `[retention]`: deleting old logs (off unless `days` is set).
@@ -236,6 +246,7 @@ fn defaults(builder: Builder) -> Result<Builder, config::ConfigError> {
         .set_default("auth.forward_timeout_ms", 2000)?
         .set_default("auth.forward_cache_secs", 5)?
         .set_default("retention.interval_secs", 3600)?
+        .set_default("redact.patterns", Vec::<String>::new())?
         .set_default("cors.allowed_origins", Vec::<String>::new())?
         .set_default("index.window_days", index.window_days)?
         .set_default("index.max_logs", u64::try_from(index.max_logs).unwrap_or(u64::MAX))
@@ -250,8 +261,10 @@ impl Settings {
     }
 
     /// Loads settings from the given environment; tests pass their own map.
-    pub fn load_from(env: HashMap<String, String>) -> Result<Self, SettingsError> {
+    pub fn load_from(mut env: HashMap<String, String>) -> Result<Self, SettingsError> {
         let mut builder = defaults(config::Config::builder())?;
+        // A regular expression may hold a comma, so these are one per line, not comma-separated.
+        let redact = env.remove("SSE_LOGS__REDACT__PATTERNS");
         builder = builder.add_source(config::File::with_name("config/default").required(false));
         if let Some(path) = env.get("SSE_LOGS_CONFIG") {
             builder = builder.add_source(config::File::with_name(path).required(true));
@@ -263,7 +276,13 @@ impl Settings {
             .with_list_parse_key("cors.allowed_origins")
             .try_parsing(true)
             .source(Some(env.into_iter().collect()));
-        let settings: Settings = builder.add_source(env_source).build()?.try_deserialize()?;
+        let mut builder = builder.add_source(env_source);
+        if let Some(patterns) = redact {
+            let patterns: Vec<String> =
+                patterns.lines().filter(|p| !p.is_empty()).map(str::to_owned).collect();
+            builder = builder.set_override("redact.patterns", patterns)?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -290,6 +309,9 @@ impl Settings {
         }
         if self.http.header_read_timeout_secs == 0 {
             return invalid("http.header_read_timeout_secs", "must be at least 1");
+        }
+        if let Err(err) = crate::redact::Redactor::new(&self.redact.patterns) {
+            return Err(SettingsError::Invalid { key: "redact.patterns", message: err.to_string() });
         }
         if self.retention.days == Some(0) {
             return invalid("retention.days", "must be at least 1 (or unset to keep logs forever)");
@@ -401,6 +423,17 @@ mod tests {
     fn a_bad_address_names_its_key() {
         let err = Settings::load_from(env(&[("SSE_LOGS__HTTP__BIND", "localhost")])).unwrap_err();
         assert!(err.to_string().contains("http.bind"), "{err}");
+    }
+
+    #[test]
+    fn redact_patterns_come_one_per_line_and_a_bad_one_names_the_key_and_the_pattern() {
+        let s =
+            Settings::load_from(env(&[("SSE_LOGS__REDACT__PATTERNS", "ghp_[a-z]{3,5}\nAKIA[0-9A-Z]{16}\n")]))
+                .unwrap();
+        assert_eq!(s.redact.patterns, ["ghp_[a-z]{3,5}", "AKIA[0-9A-Z]{16}"]);
+        let err = Settings::load_from(env(&[("SSE_LOGS__REDACT__PATTERNS", "ok\n(unclosed")])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("redact.patterns") && text.contains("(unclosed"), "{text}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::config::{IndexSettings, Limits, MongoSettings, SseSettings};
 use crate::hub::Hub;
 use crate::index::{self, Index};
 use crate::metrics::Metrics;
+use crate::redact::Redactor;
 use crate::routes::{AppState, SharedState};
 use crate::session::Sessions;
 use crate::shutdown::Shutdown;
@@ -41,6 +42,7 @@ pub struct LogStreamsBuilder {
     index: IndexSettings,
     access: Box<dyn AccessCheck>,
     allowed_origins: Vec<String>,
+    redact: Redactor,
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
 }
@@ -88,6 +90,7 @@ impl LogStreams {
             index: IndexSettings::default(),
             access: Box::new(AllowAll),
             allowed_origins: Vec::new(),
+            redact: Redactor::default(),
             shutdown: Shutdown::new(),
             metrics,
         }
@@ -191,6 +194,14 @@ impl LogStreamsBuilder {
         self
     }
 
+    /// Secrets that never leave the service: matches become `***` in every line served (every
+    /// route and format, lines written straight into MongoDB included) and in every line appended
+    /// through it, before it is stored. Default: none.
+    pub fn redact(mut self, redactor: Redactor) -> Self {
+        self.redact = redactor;
+        self
+    }
+
     /// Who may read and append; checked before any MongoDB work. Default: everyone.
     pub fn access(mut self, check: impl AccessCheck) -> Self {
         self.access = Box::new(check);
@@ -218,9 +229,9 @@ impl LogStreamsBuilder {
     /// Starts the change stream hub (on the current tokio runtime) and returns the streams.
     pub fn build(self) -> LogStreams {
         let store = match self.source {
-            Source::Store(store) => store,
+            Source::Store(store) => store.with_redactor(self.redact),
             Source::Collection(collection) => {
-                Store::from_collection(collection, self.pool_size, &self.metrics)
+                Store::from_collection(collection, self.pool_size, &self.metrics).with_redactor(self.redact)
             }
         };
         self.metrics.max_streams.set(i64::try_from(self.limits.max_streams).unwrap_or(i64::MAX));

@@ -39,8 +39,11 @@
 // retention; SSE framing, one viewer's session, and several sessions combined on one
 // connection; the API error and who may do what; the HTTP routes; the embedding API built from
 // them; the `serve` binary's server and wiring; the command line.
-pub mod config;
 mod log;
+
+pub mod redact;
+
+pub mod config;
 
 mod backoff;
 mod metrics;

@@ -8,6 +8,7 @@
 //! the second insert then fails on the unique `_id` (nothing is stored twice) and is answered
 //! 503, which `push` resolves by looking the batch up.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::sync::{Arc, Mutex};
@@ -51,12 +52,13 @@ impl Store {
         }
         let stored_id = key.stored_id();
         let mut previous = last.map(|line| line.oid);
-        let texts = lines.iter().map(String::as_str).chain(done.then_some(DONE));
+        let texts =
+            lines.iter().map(|line| self.redact.apply(line)).chain(done.then_some(Cow::Borrowed(DONE)));
         let documents: Vec<Document> = texts
             .map(|text| {
                 let oid = next_oid(previous);
                 previous = Some(oid);
-                doc! { "_id": oid, "type": key.log_type.clone(), "id": stored_id.clone(), "log": text }
+                doc! { "_id": oid, "type": key.log_type.clone(), "id": stored_id.clone(), "log": text.as_ref() }
             })
             .collect();
         if !documents.is_empty() {

@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 use crate::config::MongoSettings;
 use crate::log::{LogKey, LogLine};
 use crate::metrics::Metrics;
+use crate::redact::Redactor;
 
 mod append;
 mod pages;
@@ -63,6 +64,7 @@ pub(crate) enum Stored {
 pub(crate) struct LineCursor {
     cursor: Cursor<Document>,
     gate: Arc<Semaphore>,
+    redact: Arc<Redactor>,
 }
 
 impl LineCursor {
@@ -70,7 +72,13 @@ impl LineCursor {
     pub async fn next(&mut self) -> Result<Option<Stored>> {
         let _slot = self.gate.acquire().await.expect("the gate is never closed");
         let document = self.cursor.try_next().await?;
-        Ok(document.map(|d| LogLine::from_document(&d).map_or(Stored::Unreadable, Stored::Line)))
+        Ok(document.map(|d| match LogLine::from_document(&d) {
+            Some(mut line) => {
+                self.redact.apply_owned(&mut line.text);
+                Stored::Line(line)
+            }
+            None => Stored::Unreadable,
+        }))
     }
 }
 
@@ -86,6 +94,8 @@ pub(crate) struct Store {
     gate: Arc<Semaphore>,
     /// Appends to one log wait for each other here, so each batch's `_id`s follow the last.
     appends: Arc<AppendLocks>,
+    /// Applied to every line read and appended (`redact.patterns`).
+    redact: Arc<Redactor>,
 }
 
 impl Store {
@@ -135,7 +145,24 @@ impl Store {
         metrics.mongodb_query_slots.set(slots.into());
         let database = collection.client().database(&collection.namespace().db);
         let slots = usize::try_from(slots).unwrap_or(1);
-        Self { database, collection, watched, gate: Arc::new(Semaphore::new(slots)), appends: Arc::default() }
+        Self {
+            database,
+            collection,
+            watched,
+            gate: Arc::new(Semaphore::new(slots)),
+            appends: Arc::default(),
+            redact: Arc::default(),
+        }
+    }
+
+    /// The same store, masking `redactor`'s matches in every line read or appended.
+    pub fn with_redactor(mut self, redactor: Redactor) -> Self {
+        self.redact = Arc::new(redactor);
+        self
+    }
+
+    fn cursor(&self, cursor: Cursor<Document>) -> LineCursor {
+        LineCursor { cursor, gate: self.gate.clone(), redact: self.redact.clone() }
     }
 
     /// Runs one driver call once a query slot is free.
@@ -148,7 +175,7 @@ impl Store {
     pub async fn watch_inserts(&self, token: Option<ResumeToken>) -> Result<Inserts> {
         let pipeline = [doc! { "$match": { "operationType": { "$in": ["insert", "invalidate"] } } }];
         let stream = self.watched.watch().pipeline(pipeline).resume_after(token).await?;
-        Ok(Inserts::new(stream))
+        Ok(Inserts::new(stream, self.redact.clone()))
     }
 
     /// Lines of the log from position `skip + 1` on, in `_id` order.
@@ -183,7 +210,7 @@ impl Store {
             .projection(doc! { "_id": 1, "log": 1 })
             .batch_size(BATCH_SIZE);
         let cursor = self.gated(find.into_future()).await?;
-        Ok(LineCursor { cursor, gate: self.gate.clone() })
+        Ok(self.cursor(cursor))
     }
 
     /// The line number of the `[DONE]` document, if the log has ended. A log has ended when its

@@ -6,7 +6,7 @@ use std::future::IntoFuture;
 use bson::doc;
 use mongodb::error::Result;
 
-use super::{LineCursor, Page, Store, Stored, BATCH_SIZE};
+use super::{Page, Store, Stored, BATCH_SIZE};
 use crate::log::LogKey;
 
 impl Store {
@@ -20,8 +20,7 @@ impl Store {
             .limit(i64::try_from(limit).unwrap_or(i64::MAX))
             .projection(doc! { "_id": 1, "log": 1 })
             .batch_size(BATCH_SIZE);
-        let mut cursor =
-            LineCursor { cursor: self.gated(find.into_future()).await?, gate: self.gate.clone() };
+        let mut cursor = self.cursor(self.gated(find.into_future()).await?);
         let mut page = Page { lines: Vec::new(), next: from, done: false };
         while let Some(stored) = cursor.next().await? {
             page.next += 1;
@@ -52,8 +51,7 @@ impl Store {
             .limit(i64::try_from(k).unwrap_or(i64::MAX))
             .projection(doc! { "_id": 1, "log": 1 })
             .batch_size(BATCH_SIZE);
-        let mut cursor =
-            LineCursor { cursor: self.gated(find.into_future()).await?, gate: self.gate.clone() };
+        let mut cursor = self.cursor(self.gated(find.into_future()).await?);
         let mut window = Vec::new();
         while let Some(stored) = cursor.next().await? {
             window.push(stored);

@@ -1,5 +1,6 @@
 //! The change stream of the log collection, read as the inserts of log lines.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bson::Document;
@@ -8,6 +9,7 @@ use mongodb::change_stream::ChangeStream;
 use mongodb::error::Result;
 
 use crate::log::{LogKey, LogLine};
+use crate::redact::Redactor;
 
 /// What the change stream reported.
 #[derive(Debug)]
@@ -23,11 +25,12 @@ pub(crate) enum Change {
 /// The collection's inserts, as a change stream.
 pub(crate) struct Inserts {
     stream: ChangeStream<ChangeStreamEvent<Document>>,
+    redact: Arc<Redactor>,
 }
 
 impl Inserts {
-    pub(super) fn new(stream: ChangeStream<ChangeStreamEvent<Document>>) -> Self {
-        Self { stream }
+    pub(super) fn new(stream: ChangeStream<ChangeStreamEvent<Document>>, redact: Arc<Redactor>) -> Self {
+        Self { stream, redact }
     }
 
     /// The next change; `None` when the server answered with an empty batch (caught up).
@@ -43,6 +46,7 @@ impl Inserts {
                 match parsed {
                     Some((key, mut line)) => {
                         line.inserted_at = event.wall_time.map(SystemTime::from);
+                        self.redact.apply_owned(&mut line.text);
                         Change::Inserted { key, line, committed }
                     }
                     None => Change::Ignored,
