@@ -44,6 +44,10 @@ enum Command {
         /// Write straight into MongoDB at this URI instead of through the service.
         #[arg(long, env = "SSE_LOGS_MONGODB_URI")]
         mongodb_uri: Option<String>,
+        /// A value to replace by *** wherever it appears (repeatable). A `::add-mask::VALUE`
+        /// line in the input adds one too, and is not sent.
+        #[arg(long = "mask", value_name = "VALUE")]
+        masks: Vec<String>,
     },
     /// Print the API description (OpenAPI 3.1), as served at /api/v1/openapi.json.
     Openapi,
@@ -151,12 +155,12 @@ fn run_client(command: Command) -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
     let outcome = runtime.block_on(async {
         match command {
-            Command::Push { log, server, no_done, mongodb_uri } => {
+            Command::Push { log, server, no_done, mongodb_uri, masks } => {
                 let sink = match mongodb_uri {
                     Some(uri) => push::Sink::Direct(direct_store(uri).await?),
                     None => push::Sink::Service(client::ApiClient::new(&server.server, server.token)),
                 };
-                push::run(sink, LogKey::new(log.log_type, log.id), !no_done).await
+                push::run(sink, LogKey::new(log.log_type, log.id), !no_done, masks).await
             }
             Command::Tail { log, server, from, tail, no_follow } => {
                 let client = client::ApiClient::new(&server.server, server.token);

@@ -23,10 +23,10 @@ pub enum Sink {
     Direct(Store),
 }
 
-pub async fn run(sink: Sink, key: LogKey, done: bool) -> Result<(), String> {
+pub async fn run(sink: Sink, key: LogKey, done: bool, masks: Vec<String>) -> Result<(), String> {
     let (tx, mut rx) = mpsc::channel::<String>(4 * MAX_BATCH_LINES);
     let mut writer = Writer::new(sink, key).await?;
-    tokio::spawn(read_stdin(tx));
+    tokio::spawn(read_stdin(tx, Masks::new(masks)));
     loop {
         // Send as soon as there is a line; what arrives while a request is under way forms the
         // next batch. A slow producer's lines go out at once, a fast one's in large batches.
@@ -57,7 +57,43 @@ pub async fn run(sink: Sink, key: LogKey, done: bool) -> Result<(), String> {
 }
 
 /// Lines of standard input without their `\n` (a `\r` stays); invalid UTF-8 is replaced.
-async fn read_stdin(tx: mpsc::Sender<String>) {
+/// Values that never leave this process: `--mask` and GitHub's `::add-mask::` lines.
+struct Masks(Vec<String>);
+
+impl Masks {
+    fn new(values: Vec<String>) -> Self {
+        let mut masks = Self(Vec::new());
+        for value in values {
+            masks.add(value);
+        }
+        masks
+    }
+
+    fn add(&mut self, value: String) {
+        if !value.is_empty() && !self.0.contains(&value) {
+            self.0.push(value);
+            // Longest first, so a value containing another is masked whole.
+            self.0.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        }
+    }
+
+    /// The line to send, or `None` for an `::add-mask::` line (it only adds a mask).
+    fn process(&mut self, line: String) -> Option<String> {
+        if let Some(value) = line.strip_prefix("::add-mask::") {
+            self.add(value.trim_end_matches('\r').to_owned());
+            return None;
+        }
+        let mut line = line;
+        for value in &self.0 {
+            if line.contains(value.as_str()) {
+                line = line.replace(value.as_str(), crate::redact::MASK);
+            }
+        }
+        Some(line)
+    }
+}
+
+async fn read_stdin(tx: mpsc::Sender<String>, mut masks: Masks) {
     let mut input = tokio::io::BufReader::new(tokio::io::stdin());
     let mut buf = Vec::new();
     loop {
@@ -68,7 +104,8 @@ async fn read_stdin(tx: mpsc::Sender<String>) {
                 if buf.last() == Some(&b'\n') {
                     buf.pop();
                 }
-                if tx.send(String::from_utf8_lossy(&buf).into_owned()).await.is_err() {
+                let Some(line) = masks.process(String::from_utf8_lossy(&buf).into_owned()) else { continue };
+                if tx.send(line).await.is_err() {
                     return;
                 }
             }
@@ -122,4 +159,20 @@ impl Writer {
 
 fn finished(key: &LogKey) -> String {
     format!("the log {}/{} has already ended with [DONE]", key.log_type, key.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Masks;
+
+    #[test]
+    fn masks_from_flags_and_add_mask_lines_are_replaced_and_add_mask_lines_are_dropped() {
+        let mut masks = Masks::new(vec!["s3cr3t".into(), String::new()]);
+        assert_eq!(masks.process("pw=s3cr3t!".into()).as_deref(), Some("pw=***!"));
+        assert_eq!(masks.process("::add-mask::hunter2\r".into()), None);
+        assert_eq!(masks.process("hunter2 and s3cr3t".into()).as_deref(), Some("*** and ***"));
+        masks.add("hunter".into());
+        assert_eq!(masks.process("hunter2".into()).as_deref(), Some("***"), "the longer value wins");
+        assert_eq!(masks.process("plain".into()).as_deref(), Some("plain"));
+    }
 }

@@ -96,3 +96,48 @@ async fn without_patterns_nothing_is_touched_and_done_is_never_masked() {
     let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
     assert_eq!(data, ["***x***", "[DONE]"], "the end marker still ends the log");
 }
+
+#[tokio::test]
+async fn push_masks_its_values_and_add_mask_lines_before_anything_is_sent() {
+    let app = spawn_app_with(&[]).await;
+    let mut push = crate::helpers::sse_logs(&[
+        "push",
+        "--type",
+        "ci",
+        "--id",
+        "5",
+        "--server",
+        &app.url(""),
+        "--mask",
+        "s3cr3t",
+    ])
+    .stdin(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdin = push.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stdin,
+        b"password s3cr3t\n::add-mask::hunter2\nuser hunter2 logged in\n",
+    )
+    .await
+    .unwrap();
+    drop(stdin);
+    assert!(push.wait().await.unwrap().success());
+    let stored: Vec<String> = app
+        .logs
+        .find(doc! { "type": "ci" })
+        .sort(doc! { "_id": 1 })
+        .await
+        .unwrap()
+        .try_collect::<Vec<bson::Document>>()
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.get_str("log").unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        stored,
+        ["password ***", "user *** logged in", "[DONE]"],
+        "the ::add-mask:: line is not stored"
+    );
+}
