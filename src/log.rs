@@ -79,6 +79,8 @@ pub(crate) struct LogLine {
     pub text: String,
     /// When MongoDB committed it, for lines that came from the change stream.
     pub inserted_at: Option<SystemTime>,
+    /// The `ts` an append through the service stored (millisecond precision).
+    pub ts: Option<SystemTime>,
 }
 
 impl LogLine {
@@ -86,10 +88,11 @@ impl LogLine {
         self.text == DONE
     }
 
-    /// When it was written, in ms since the epoch: the change event's wall time when it came
-    /// live, else its ObjectId's time (whole seconds).
+    /// When it was written, in ms since the epoch: the `ts` stored with it by an append through
+    /// the service, else its ObjectId's time (whole seconds) for lines other writers inserted.
+    /// The same line has the same time whichever route or moment it is read by.
     pub fn time_ms(&self) -> u64 {
-        let at = self.inserted_at.unwrap_or_else(|| self.oid.timestamp().into());
+        let at = self.ts.unwrap_or_else(|| self.oid.timestamp().into());
         at.duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
@@ -106,7 +109,11 @@ impl LogLine {
             Some(other) => other.to_string(),
             None => String::new(),
         };
-        Some(Self { oid, text, inserted_at: None })
+        let ts = match document.get("ts") {
+            Some(Bson::DateTime(at)) => Some(at.to_system_time()),
+            _ => None,
+        };
+        Some(Self { oid, text, inserted_at: None, ts })
     }
 }
 

@@ -60,7 +60,7 @@ impl Format {
 
     /// Appends line number `n` of the log. In `Batch` it joins the event still open in `out`,
     /// which [`Format::seal`] closes before `out` is sent.
-    /// `t` is when the line was written (ms since the epoch); only `Multi` sends it.
+    /// `t` is when the line was written (ms since the epoch); `Json` and `Multi` send it.
     pub fn line(&self, out: &mut BytesMut, n: u64, text: &str, t: u64) {
         match self {
             Format::Text => {
@@ -70,7 +70,7 @@ impl Format {
             }
             Format::Json => {
                 write_id(out, n);
-                write_json(out, &JsonLine { n, line: text });
+                write_json(out, &JsonLine { n, line: text, t });
                 out.put_u8(b'\n');
             }
             Format::Batch => {
@@ -137,6 +137,7 @@ fn batch_open(out: &BytesMut) -> bool {
 struct JsonLine<'a> {
     n: u64,
     line: &'a str,
+    t: u64,
 }
 
 #[derive(Serialize)]
@@ -256,8 +257,8 @@ mod tests {
     #[test]
     fn json_format_is_lossless_and_single_line() {
         let mut out = BytesMut::new();
-        Format::Json.line(&mut out, 7, " a\r\nb\r", 0);
-        assert_eq!(&out[..], b"id: 7\ndata: {\"n\":7,\"line\":\" a\\r\\nb\\r\"}\n\n");
+        Format::Json.line(&mut out, 7, " a\r\nb\r", 1_700_000_000_123);
+        assert_eq!(&out[..], b"id: 7\ndata: {\"n\":7,\"line\":\" a\\r\\nb\\r\",\"t\":1700000000123}\n\n");
         let mut out = BytesMut::new();
         Format::Json.done(&mut out, 8);
         assert_eq!(&out[..], b"id: 8\nevent: done\ndata: {\"n\":8}\n\n");

@@ -24,6 +24,9 @@ pub struct Page {
     #[serde(default)]
     pub from: u64,
     pub lines: Vec<String>,
+    /// Each line's time in ms since the epoch (asked for with `times=1`).
+    #[serde(default)]
+    pub times: Vec<u64>,
     pub next: u64,
     pub done: bool,
 }
@@ -125,13 +128,13 @@ impl ApiClient {
     }
 
     async fn read_page(&self, key: &LogKey, from: u64, limit: u64) -> Outcome<Page> {
-        let url = format!("{}?from={from}&limit={limit}", self.log_url(key, ""));
+        let url = format!("{}?from={from}&limit={limit}&times=1", self.log_url(key, ""));
         self.send(self.get(&url)).await
     }
 
     /// The last `k` positions of the log (at most 10,000).
     pub async fn tail(&self, key: &LogKey, k: u64) -> Result<Page, String> {
-        let url = format!("{}?tail={k}", self.log_url(key, ""));
+        let url = format!("{}?tail={k}&times=1", self.log_url(key, ""));
         match self.send(self.get(&url)).await {
             Outcome::Done(page) => Ok(page),
             Outcome::Refused { message, .. } | Outcome::Unsure(message) => Err(message),

@@ -87,6 +87,9 @@ enum Command {
         /// Print what exists now and exit.
         #[arg(long)]
         no_follow: bool,
+        /// Start each line with its time (RFC 3339, UTC), as `kubectl logs --timestamps`.
+        #[arg(long)]
+        timestamps: bool,
     },
 }
 
@@ -162,10 +165,11 @@ fn run_client(command: Command) -> ExitCode {
                 };
                 push::run(sink, LogKey::new(log.log_type, log.id), !no_done, masks).await
             }
-            Command::Tail { log, server, from, tail, no_follow } => {
+            Command::Tail { log, server, from, tail, no_follow, timestamps } => {
                 let client = client::ApiClient::new(&server.server, server.token);
                 let start = tail.map_or(tail::Start::After(from), tail::Start::Last);
-                tail::run(client, LogKey::new(log.log_type, log.id), start, !no_follow).await
+                let out = tail::Output::stdout(timestamps);
+                tail::run(client, LogKey::new(log.log_type, log.id), start, !no_follow, out).await
             }
             Command::Serve
             | Command::Migrate

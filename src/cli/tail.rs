@@ -1,12 +1,13 @@
 //! `sse-logs tail`: prints a log to standard output byte for byte, following it live.
 //!
 //! It reads the JSON stream format (lossless for empty lines and carriage returns), reconnects
-//! with `Last-Event-ID` after a dropped connection, and exits 0 at `[DONE]`.
+//! with `Last-Event-ID` after a dropped connection, and exits 0 at `[DONE]`. With `--timestamps`
+//! each line starts with its time (RFC 3339, UTC, milliseconds) and a space.
 
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::client::{retry_backoff, wait, ApiClient};
 use crate::log::LogKey;
@@ -18,6 +19,36 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(60);
 struct JsonLine {
     n: u64,
     line: String,
+    #[serde(default)]
+    t: Option<u64>,
+}
+
+/// Standard output, with each line's time in front when `--timestamps` asked for it.
+pub struct Output {
+    out: tokio::io::BufWriter<tokio::io::Stdout>,
+    timestamps: bool,
+}
+
+impl Output {
+    pub fn stdout(timestamps: bool) -> Self {
+        Self { out: tokio::io::BufWriter::new(tokio::io::stdout()), timestamps }
+    }
+
+    async fn line(&mut self, text: &str, t: Option<u64>) -> Result<(), String> {
+        if self.timestamps {
+            // RFC 3339 in UTC with milliseconds, then a space, as `kubectl logs --timestamps`.
+            let at = i64::try_from(t.unwrap_or(0)).unwrap_or(i64::MAX);
+            let stamp = bson::DateTime::from_millis(at).try_to_rfc3339_string().unwrap_or_default();
+            self.out.write_all(stamp.as_bytes()).await.map_err(|e| e.to_string())?;
+            self.out.write_all(b" ").await.map_err(|e| e.to_string())?;
+        }
+        self.out.write_all(text.as_bytes()).await.map_err(|e| e.to_string())?;
+        self.out.write_all(b"\n").await.map_err(|e| e.to_string())
+    }
+
+    async fn flush(&mut self) -> Result<(), String> {
+        self.out.flush().await.map_err(|e| e.to_string())
+    }
 }
 
 /// Where `tail` starts.
@@ -32,8 +63,14 @@ pub enum Start {
 /// The most positions one tail snapshot answers.
 const MAX_TAIL: u64 = 10_000;
 
-pub async fn run(client: ApiClient, key: LogKey, start: Start, follow: bool) -> Result<(), String> {
-    let mut out = tokio::io::BufWriter::new(tokio::io::stdout());
+pub async fn run(
+    client: ApiClient,
+    key: LogKey,
+    start: Start,
+    follow: bool,
+    out: Output,
+) -> Result<(), String> {
+    let mut out = out;
     let from = match start {
         Start::After(from) => from,
         Start::Last(k) => match print_tail(&client, &key, k, &mut out).await? {
@@ -58,22 +95,17 @@ enum Tail {
 
 /// Prints the last `k` lines when one tail snapshot holds them. It asks for one position more,
 /// so that the `[DONE]` position of an ended log does not take the place of a line.
-async fn print_tail(
-    client: &ApiClient,
-    key: &LogKey,
-    k: u64,
-    out: &mut (impl AsyncWrite + Unpin),
-) -> Result<Tail, String> {
+async fn print_tail(client: &ApiClient, key: &LogKey, k: u64, out: &mut Output) -> Result<Tail, String> {
     let page = client.tail(key, (k + 1).min(MAX_TAIL)).await?;
     let held = page.lines.len() as u64;
     if held < k && page.from > 0 {
         return Ok(Tail::StartAt(page.next.saturating_sub(u64::from(page.done) + k)));
     }
     let skip = page.lines.len().saturating_sub(usize::try_from(k).unwrap_or(usize::MAX));
-    for line in &page.lines[skip..] {
-        write_line(out, line).await?;
+    for (at, line) in page.lines.iter().enumerate().skip(skip) {
+        out.line(line, page.times.get(at).copied()).await?;
     }
-    out.flush().await.map_err(|e| e.to_string())?;
+    out.flush().await?;
     Ok(Tail::Printed { next: page.next, done: page.done })
 }
 
@@ -81,14 +113,14 @@ async fn print_snapshot(
     client: &ApiClient,
     key: &LogKey,
     mut from: u64,
-    out: &mut (impl AsyncWrite + Unpin),
+    out: &mut Output,
 ) -> Result<(), String> {
     loop {
         let page = client.page(key, from, 10_000).await?;
-        for line in &page.lines {
-            write_line(out, line).await?;
+        for (at, line) in page.lines.iter().enumerate() {
+            out.line(line, page.times.get(at).copied()).await?;
         }
-        out.flush().await.map_err(|e| e.to_string())?;
+        out.flush().await?;
         if page.done || page.next == from {
             return Ok(());
         }
@@ -96,12 +128,7 @@ async fn print_snapshot(
     }
 }
 
-async fn follow_stream(
-    client: &ApiClient,
-    key: &LogKey,
-    from: u64,
-    out: &mut (impl AsyncWrite + Unpin),
-) -> Result<(), String> {
+async fn follow_stream(client: &ApiClient, key: &LogKey, from: u64, out: &mut Output) -> Result<(), String> {
     let mut have = from;
     let mut backoff = retry_backoff();
     let mut started = Instant::now();
@@ -140,11 +167,7 @@ enum Ended {
 }
 
 /// Prints the lines of one response; `have` follows the last line printed.
-async fn read_events(
-    response: reqwest::Response,
-    have: &mut u64,
-    out: &mut (impl AsyncWrite + Unpin),
-) -> Result<Ended, String> {
+async fn read_events(response: reqwest::Response, have: &mut u64, out: &mut Output) -> Result<Ended, String> {
     let mut body = response.bytes_stream();
     let mut buf: Vec<u8> = Vec::new();
     let (mut event, mut data) = (String::new(), String::new());
@@ -170,7 +193,7 @@ async fn read_events(
             }
             let (kind, payload) = (std::mem::take(&mut event), std::mem::take(&mut data));
             if kind == "done" {
-                out.flush().await.map_err(|e| e.to_string())?;
+                out.flush().await?;
                 return Ok(Ended::Done);
             }
             if payload.is_empty() {
@@ -179,15 +202,10 @@ async fn read_events(
             let line: JsonLine =
                 serde_json::from_str(&payload).map_err(|e| format!("unexpected event: {e}"))?;
             if line.n > *have {
-                write_line(out, &line.line).await?;
+                out.line(&line.line, line.t).await?;
                 *have = line.n;
             }
         }
-        out.flush().await.map_err(|e| e.to_string())?;
+        out.flush().await?;
     }
-}
-
-async fn write_line(out: &mut (impl AsyncWrite + Unpin), line: &str) -> Result<(), String> {
-    out.write_all(line.as_bytes()).await.map_err(|e| e.to_string())?;
-    out.write_all(b"\n").await.map_err(|e| e.to_string())
 }

@@ -24,11 +24,14 @@ struct Snapshot<'a> {
     id: &'a str,
     from: u64,
     lines: Vec<String>,
+    /// With `times=1`: each line's time, ms since the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    times: Option<Vec<u64>>,
     next: u64,
     done: bool,
 }
 
-/// GET /api/v1/logs/{type}/{id}?from=N&limit=M, or ?tail=K for the last K positions
+/// GET /api/v1/logs/{type}/{id}?from=N&limit=M[&times=1], or ?tail=K for the last K positions
 pub fn snapshot(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("api" / "v1" / "logs" / Segment / Segment)
         .and(warp::get())
@@ -41,6 +44,11 @@ async fn read_snapshot(log_type: Segment, id: Segment, request: Incoming) -> Res
     let query = request.query()?;
     let key = log_key(log_type.0, id.0)?;
     request.authorize(&query, &key, Action::Read).await?;
+    let times = match query.get("times") {
+        None | Some("" | "0" | "false") => false,
+        Some("1" | "true") => true,
+        Some(_) => return Err(ApiError::invalid("times", "must be `1` or `0`")),
+    };
     let store = &request.state.sessions.store;
     let (from, page) = match query.count("tail")? {
         Some(_) if query.get("from").is_some() || query.get("limit").is_some() => {
@@ -64,6 +72,7 @@ async fn read_snapshot(log_type: Segment, id: Segment, request: Incoming) -> Res
         id: &key.id,
         from,
         lines: page.lines,
+        times: times.then_some(page.times),
         next: page.next,
         done: page.done,
     };

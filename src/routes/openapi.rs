@@ -70,7 +70,7 @@ fn paths() -> Value {
             "summary": "Follow a log: its backlog, then every new line until [DONE]",
             "description": "First `retry: <ms>`; then per line `id: k` and `data: <line>` (one `data:` per piece of a line \
                 split on CR LF, LF or CR), and at `[DONE]` the same with `data: [DONE]`, after which the response ends. \
-                With `format=json` each data is `{\"n\":k,\"line\":\"...\"}` and the end is `event: done` with `{\"n\":k}`. \
+                With `format=json` each data is `{\"n\":k,\"line\":\"...\",\"t\":ms}` (t: the line's time) and the end is `event: done` with `{\"n\":k}`. \
                 While idle, `: keep-alive` comments.",
             "parameters": [
                 path("type"), path("id"),
@@ -110,6 +110,8 @@ fn paths() -> Value {
                     path("type"), path("id"),
                     query("from", false, count(), "Positions to skip."),
                     query("limit", false, json!({ "type": "integer", "minimum": 1, "maximum": 10000, "default": 1000 }), "Positions to return at most."),
+                    query("times", false, json!({ "type": "string", "enum": ["0", "1", "false", "true"] }), "Add `times`, each line's \
+                        time in ms since the epoch (the `ts` stored by an append through the service, else the ObjectId's)."),
                     query("tail", false, json!({ "type": "integer", "minimum": 1, "maximum": 10000 }), "Instead of `from`/`limit` (400 with \
                         either): the last K positions; `from` in the answer says where they start."),
                 ],
@@ -232,6 +234,7 @@ fn components() -> Value {
                     "type": { "type": "string" }, "id": { "type": "string" },
                     "from": { "type": "integer", "minimum": 0 },
                     "lines": { "type": "array", "items": { "type": "string" } },
+                    "times": { "type": "array", "items": { "type": "integer", "minimum": 0 }, "description": "With `times=1`, parallel to `lines`." },
                     "next": { "type": "integer", "minimum": 0 },
                     "done": { "type": "boolean" },
                 },

@@ -52,13 +52,21 @@ impl Store {
         }
         let stored_id = key.stored_id();
         let mut previous = last.map(|line| line.oid);
+        // One time for the batch: its lines arrived together.
+        let now = bson::DateTime::now();
         let texts =
             lines.iter().map(|line| self.redact.apply(line)).chain(done.then_some(Cow::Borrowed(DONE)));
         let documents: Vec<Document> = texts
             .map(|text| {
                 let oid = next_oid(previous);
                 previous = Some(oid);
-                doc! { "_id": oid, "type": key.log_type.clone(), "id": stored_id.clone(), "log": text.as_ref() }
+                doc! {
+                    "_id": oid,
+                    "type": key.log_type.clone(),
+                    "id": stored_id.clone(),
+                    "log": text.as_ref(),
+                    "ts": now,
+                }
             })
             .collect();
         if !documents.is_empty() {

@@ -48,6 +48,8 @@ const MIGRATION_RECORDS: &str = "sse_logs_migrations";
 #[derive(Debug)]
 pub(crate) struct Page {
     pub lines: Vec<String>,
+    /// Each line's time (ms since the epoch), parallel to `lines`.
+    pub times: Vec<u64>,
     pub next: u64,
     pub done: bool,
 }
@@ -207,7 +209,7 @@ impl Store {
             .find(filter)
             .sort(doc! { "_id": 1 })
             .skip(skip)
-            .projection(doc! { "_id": 1, "log": 1 })
+            .projection(doc! { "_id": 1, "log": 1, "ts": 1 })
             .batch_size(BATCH_SIZE);
         let cursor = self.gated(find.into_future()).await?;
         Ok(self.cursor(cursor))

@@ -18,10 +18,10 @@ impl Store {
             .sort(doc! { "_id": 1 })
             .skip(from)
             .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-            .projection(doc! { "_id": 1, "log": 1 })
+            .projection(doc! { "_id": 1, "log": 1, "ts": 1 })
             .batch_size(BATCH_SIZE);
         let mut cursor = self.cursor(self.gated(find.into_future()).await?);
-        let mut page = Page { lines: Vec::new(), next: from, done: false };
+        let mut page = Page { lines: Vec::new(), times: Vec::new(), next: from, done: false };
         while let Some(stored) = cursor.next().await? {
             page.next += 1;
             match stored {
@@ -29,7 +29,10 @@ impl Store {
                     page.done = true;
                     return Ok(page);
                 }
-                Stored::Line(line) => page.lines.push(line.text),
+                Stored::Line(line) => {
+                    page.times.push(line.time_ms());
+                    page.lines.push(line.text);
+                }
                 Stored::Unreadable => {}
             }
         }
@@ -49,7 +52,7 @@ impl Store {
             .find(key.filter())
             .sort(doc! { "_id": -1 })
             .limit(i64::try_from(k).unwrap_or(i64::MAX))
-            .projection(doc! { "_id": 1, "log": 1 })
+            .projection(doc! { "_id": 1, "log": 1, "ts": 1 })
             .batch_size(BATCH_SIZE);
         let mut cursor = self.cursor(self.gated(find.into_future()).await?);
         let mut window = Vec::new();
@@ -69,7 +72,12 @@ impl Store {
                 self.gated(self.collection.count_documents(before).into_future()).await?
             }
         };
-        let mut page = Page { lines: Vec::with_capacity(window.len()), next: from, done: false };
+        let mut page = Page {
+            lines: Vec::with_capacity(window.len()),
+            times: Vec::with_capacity(window.len()),
+            next: from,
+            done: false,
+        };
         for stored in window {
             page.next += 1;
             match stored {
@@ -77,7 +85,10 @@ impl Store {
                     page.done = true;
                     break;
                 }
-                Stored::Line(line) => page.lines.push(line.text),
+                Stored::Line(line) => {
+                    page.times.push(line.time_ms());
+                    page.lines.push(line.text);
+                }
                 Stored::Unreadable => {}
             }
         }

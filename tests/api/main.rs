@@ -26,3 +26,4 @@ mod shutdown;
 mod snapshot;
 mod stall;
 mod stream;
+mod times;

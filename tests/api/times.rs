@@ -1,0 +1,67 @@
+//! Line times: appends through the service store `ts` (milliseconds); other writers' lines take
+//! their ObjectId's time. The JSON stream's `t`, the snapshot's `times` and `tail --timestamps`
+//! all say the same time for the same line.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bson::doc;
+use futures_util::TryStreamExt;
+use serde_json::Value;
+
+use crate::helpers::{spawn_app, sse_logs};
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+#[tokio::test]
+async fn every_route_gives_a_line_the_same_time_stored_or_taken_from_its_object_id() {
+    let app = spawn_app().await;
+    let before = now_ms();
+    let appended =
+        app.http.post(app.url("/api/v1/logs/t/1")).body("through the service\n").send().await.unwrap();
+    assert_eq!(appended.status(), 201);
+    let after = now_ms();
+    app.write("t", 1_i64, &["straight into MongoDB", "[DONE]"]).await;
+
+    let stored: Vec<bson::Document> = app
+        .logs
+        .find(doc! { "type": "t" })
+        .sort(doc! { "_id": 1 })
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let ts = stored[0].get_datetime("ts").expect("appends store ts").timestamp_millis() as u64;
+    assert!((before..=after).contains(&ts), "ts {ts} within the request {before}..{after}");
+    assert!(stored[1].get("ts").is_none());
+    let oid_ms = stored[1].get_object_id("_id").unwrap().timestamp().timestamp_millis() as u64;
+
+    let snapshot: Value =
+        app.http.get(app.url("/api/v1/logs/t/1?times=1")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(snapshot["times"], serde_json::json!([ts, oid_ms]));
+    let plain: Value = app.http.get(app.url("/api/v1/logs/t/1")).send().await.unwrap().json().await.unwrap();
+    assert!(plain.get("times").is_none(), "times only when asked for");
+    let bad = app.http.get(app.url("/api/v1/logs/t/1?times=yes")).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+
+    let events = app.get_stream(&app.stream_url("t", "1", "format=json")).await.collect_to_end().await;
+    let t: Vec<u64> = events[..2]
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(&e.data).unwrap()["t"].as_u64().expect("t in every json line"))
+        .collect();
+    assert_eq!(t, [ts, oid_ms]);
+
+    let stamp = |ms: u64| bson::DateTime::from_millis(ms as i64).try_to_rfc3339_string().unwrap();
+    let want = format!("{} through the service\n{} straight into MongoDB\n", stamp(ts), stamp(oid_ms));
+    for extra in [&["--timestamps"][..], &["--timestamps", "--no-follow"], &["--timestamps", "-n", "2"]] {
+        let mut args = vec!["tail", "--type", "t", "--id", "1", "--server"];
+        let server = app.url("");
+        args.push(&server);
+        args.extend_from_slice(extra);
+        let output = sse_logs(&args).output().await.unwrap();
+        assert!(output.status.success(), "{extra:?}");
+        assert_eq!(String::from_utf8(output.stdout).unwrap(), want, "tail {extra:?}");
+    }
+}
