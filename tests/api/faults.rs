@@ -32,6 +32,23 @@ async fn insert_surely(logs: &Collection<Document>, document: Document) {
     }
 }
 
+/// Writes lines 1..=total of deploy/1 at a build's pace, then `[DONE]`; reports progress.
+fn write_paced(
+    logs: Collection<Document>,
+    total: usize,
+) -> (tokio::task::JoinHandle<()>, watch::Receiver<usize>) {
+    let (progress_tx, progress) = watch::channel(0_usize);
+    let writer = tokio::spawn(async move {
+        for n in 1..=total {
+            insert_surely(&logs, line(n)).await;
+            progress_tx.send_replace(n);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        insert_surely(&logs, doc! { "type": "deploy", "id": 1_i64, "log": "[DONE]" }).await;
+    });
+    (writer, progress)
+}
+
 fn line(n: usize) -> Document {
     doc! { "_id": ObjectId::new(), "type": "deploy", "id": 1_i64, "log": format!("line {n}") }
 }
@@ -50,16 +67,7 @@ async fn streams_survive_a_mongodb_restart_resuming_from_the_token_without_losin
     let readers: Vec<_> =
         clients.into_iter().map(|c| tokio::spawn(assert_gets_every_line_once(c, 0, TOTAL))).collect();
 
-    let (progress_tx, mut progress) = watch::channel(0_usize);
-    let logs = app.logs.clone();
-    let writer = tokio::spawn(async move {
-        for n in 1..=TOTAL {
-            insert_surely(&logs, line(n)).await;
-            progress_tx.send_replace(n);
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        insert_surely(&logs, doc! { "type": "deploy", "id": 1_i64, "log": "[DONE]" }).await;
-    });
+    let (writer, mut progress) = write_paced(app.logs.clone(), TOTAL);
 
     progress.wait_for(|n| *n >= TOTAL / 3).await.unwrap();
     server.stop();
@@ -159,16 +167,7 @@ async fn after_a_sigkill_of_mongodb_clients_get_every_line_it_still_has_once_and
         readers.push(tokio::spawn(async move { client.collect_to_end().await }));
     }
 
-    let (progress_tx, mut progress) = watch::channel(0_usize);
-    let logs = app.logs.clone();
-    let writer = tokio::spawn(async move {
-        for n in 1..=TOTAL {
-            insert_surely(&logs, line(n)).await;
-            progress_tx.send_replace(n);
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        insert_surely(&logs, doc! { "type": "deploy", "id": 1_i64, "log": "[DONE]" }).await;
-    });
+    let (writer, mut progress) = write_paced(app.logs.clone(), TOTAL);
 
     progress.wait_for(|n| *n >= TOTAL / 3).await.unwrap();
     server.kill();
