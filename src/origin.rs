@@ -53,6 +53,17 @@ pub fn decide(
 }
 
 /// Two serialized origins compared the way browsers send them (case-insensitive, no trailing `/`).
+/// Whether a request comes from this service's own origin: no `Origin` at all (not a
+/// cross-origin browser request), or one naming the `Host` it was sent to.
+pub fn is_same_origin(headers: &HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match (header("origin"), header("host")) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => origin_is_host(origin.trim(), host),
+        (Some(_), None) => false,
+    }
+}
+
 fn same_origin_text(a: &str, b: &str) -> bool {
     a.trim_end_matches('/').eq_ignore_ascii_case(b.trim_end_matches('/'))
 }

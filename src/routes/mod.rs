@@ -87,8 +87,22 @@ pub(crate) fn routes(state: SharedState, allowed_origins: &[String]) -> BoxedFil
         .allow_credentials(true)
         .allow_methods(["GET", "POST", "OPTIONS"])
         .allow_headers(["authorization", "content-type", "last-event-id", "cache-control"]);
-    all.with(cors)
-        .map(Reply::into_response)
+    // warp's CORS filter refuses every origin not listed, this service's own included; its own
+    // pages (and clients that send no Origin) skip it. `all` never rejects (`other_requests`
+    // answers the rest), so a same-origin request is always answered by the first branch.
+    let same_origin = warp::header::headers_cloned()
+        .and_then(|headers: warp::http::HeaderMap| async move {
+            if crate::origin::is_same_origin(&headers) {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one();
+    same_origin
+        .and(all.clone())
+        .or(all.with(cors).map(Reply::into_response))
+        .unify()
         .recover(recover)
         .unify()
         .with(count)

@@ -241,6 +241,27 @@ async fn cors_answers_preflights_for_allowed_origins_and_refuses_others() {
     assert_eq!(status_and_code(refused).await, (403, "forbidden".into()));
 }
 
+#[tokio::test]
+async fn with_cors_origins_set_the_services_own_pages_may_still_post_and_unknown_paths_stay_404() {
+    let app = spawn_app_with(&[("CORS__ALLOWED_ORIGINS", "https://ci.example.com")]).await;
+    let own = format!("http://{}", app.addr);
+    let posted = app
+        .http
+        .post(app.url("/api/v1/logs/deploy/2"))
+        .header("origin", &own)
+        .header("content-type", "text/plain")
+        .body("from the service's own page\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 201, "a browser sends Origin on a same-origin POST");
+    let missing = app.http.get(app.url("/nope")).header("origin", &own).send().await.unwrap();
+    assert_eq!(status_and_code(missing).await, (404, "not_found".into()));
+    let evil =
+        app.http.get(app.url("/nope")).header("origin", "https://evil.example.com").send().await.unwrap();
+    assert_eq!(status_and_code(evil).await, (403, "forbidden".into()));
+}
+
 #[test]
 fn a_public_address_without_an_explicit_auth_mode_refuses_to_start() {
     let env = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
