@@ -7,6 +7,10 @@
 //! the process. Two replicas appending to one log in the same instant may pick the same `_id`:
 //! the second insert then fails on the unique `_id` (nothing is stored twice) and is answered
 //! 503, which `push` resolves by looking the batch up.
+//!
+//! Each appended document also stores its position `n`, so the next append (and the "has it
+//! ended?" check) reads the log's last document instead of counting the whole log. A log whose
+//! last line came from another writer (no `n`) is counted once, then carries positions again.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -18,7 +22,7 @@ use bson::{doc, Document};
 use mongodb::error::Result;
 
 use super::Store;
-use crate::log::{LogKey, LogLine, DONE};
+use crate::log::{LogKey, DONE};
 
 /// What an append did.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,11 +51,18 @@ impl Store {
         let lock = self.appends.for_log(key);
         let _turn = lock.lock().await;
         let last = self.last_line(key).await?;
-        if last.as_ref().is_some_and(LogLine::is_done) {
+        if last.as_ref().is_some_and(|(line, _)| line.is_done()) {
             return Ok(Appended::Finished);
         }
+        // The position after which this batch goes: stored with the last line when the service
+        // appended it, so the cost does not grow with the log; counted once otherwise.
+        let base = match &last {
+            Some((_, position)) => self.position_or_count(key, *position).await?,
+            None => 0,
+        };
         let stored_id = key.stored_id();
-        let mut previous = last.map(|line| line.oid);
+        let mut previous = last.map(|(line, _)| line.oid);
+        let mut position = base;
         // One time for the batch: its lines arrived together.
         let now = bson::DateTime::now();
         let texts =
@@ -60,19 +71,21 @@ impl Store {
             .map(|text| {
                 let oid = next_oid(previous);
                 previous = Some(oid);
+                position += 1;
                 doc! {
                     "_id": oid,
                     "type": key.log_type.clone(),
                     "id": stored_id.clone(),
                     "log": text.as_ref(),
                     "ts": now,
+                    "n": i64::try_from(position).unwrap_or(i64::MAX),
                 }
             })
             .collect();
         if !documents.is_empty() {
             self.gated(self.collection.insert_many(documents).ordered(true).into_future()).await?;
         }
-        Ok(Appended::Next(self.count(key).await?))
+        Ok(Appended::Next(position))
     }
 }
 

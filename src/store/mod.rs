@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bson::oid::ObjectId;
-use bson::{doc, Document};
+use bson::{doc, Bson, Document};
 use futures_util::TryStreamExt;
 use mongodb::change_stream::event::ResumeToken;
 use mongodb::error::Result;
@@ -219,19 +219,36 @@ impl Store {
     /// last document is `[DONE]`; this costs one index lookup and one index count.
     pub async fn done_position(&self, key: &LogKey) -> Result<Option<u64>> {
         match self.last_line(key).await? {
-            Some(line) if line.is_done() => Ok(Some(self.count(key).await?)),
+            Some((line, position)) if line.is_done() => {
+                Ok(Some(self.position_or_count(key, position).await?))
+            }
             _ => Ok(None),
         }
     }
 
-    /// The log's last line in `_id` order (one index lookup).
-    async fn last_line(&self, key: &LogKey) -> Result<Option<LogLine>> {
+    /// The log's last line in `_id` order (one index lookup), with the position an append
+    /// through the service stored with it (`n`); other writers store none.
+    async fn last_line(&self, key: &LogKey) -> Result<Option<(LogLine, Option<u64>)>> {
         let last = self
             .collection
             .find_one(key.filter())
             .sort(doc! { "_id": -1 })
-            .projection(doc! { "_id": 1, "log": 1 });
-        Ok(self.gated(last.into_future()).await?.as_ref().and_then(LogLine::from_document))
+            .projection(doc! { "_id": 1, "log": 1, "n": 1 });
+        let Some(document) = self.gated(last.into_future()).await? else { return Ok(None) };
+        let position = match document.get("n") {
+            Some(Bson::Int64(n)) => u64::try_from(*n).ok(),
+            Some(Bson::Int32(n)) => u64::try_from(*n).ok(),
+            _ => None,
+        };
+        Ok(LogLine::from_document(&document).map(|line| (line, position)))
+    }
+
+    /// The stored position of the last line when there is one (constant cost), else a count.
+    async fn position_or_count(&self, key: &LogKey, position: Option<u64>) -> Result<u64> {
+        match position {
+            Some(position) => Ok(position),
+            None => self.count(key).await,
+        }
     }
 
     /// How many documents (line positions) the log has.
