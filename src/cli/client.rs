@@ -60,6 +60,16 @@ enum Outcome<T> {
     Unsure(String),
 }
 
+impl<T> Outcome<T> {
+    /// The answer, or why there is none (refused or unsure alike).
+    fn into_result(self) -> Result<T, String> {
+        match self {
+            Outcome::Done(value) => Ok(value),
+            Outcome::Refused { message, .. } | Outcome::Unsure(message) => Err(message),
+        }
+    }
+}
+
 pub struct ApiClient {
     http: reqwest::Client,
     base: String,
@@ -121,10 +131,7 @@ impl ApiClient {
 
     /// One page of the log from position `from`.
     pub async fn page(&self, key: &LogKey, from: u64, limit: u64) -> Result<Page, String> {
-        match self.read_page(key, from, limit).await {
-            Outcome::Done(page) => Ok(page),
-            Outcome::Refused { message, .. } | Outcome::Unsure(message) => Err(message),
-        }
+        self.read_page(key, from, limit).await.into_result()
     }
 
     async fn read_page(&self, key: &LogKey, from: u64, limit: u64) -> Outcome<Page> {
@@ -135,10 +142,7 @@ impl ApiClient {
     /// The last `k` positions of the log (at most 10,000).
     pub async fn tail(&self, key: &LogKey, k: u64) -> Result<Page, String> {
         let url = format!("{}?tail={k}&times=1", self.log_url(key, ""));
-        match self.send(self.get(&url)).await {
-            Outcome::Done(page) => Ok(page),
-            Outcome::Refused { message, .. } | Outcome::Unsure(message) => Err(message),
-        }
+        self.send(self.get(&url)).await.into_result()
     }
 
     /// Learns how many positions the log has; fails if it has ended.

@@ -104,7 +104,7 @@ async fn open_events(request: Incoming) -> Result<Response, ApiError> {
     let mut params = ListParams::parse(&query)?;
     params.before = None;
     let state = request.state.clone();
-    let permit = state.stream_slots.clone().try_acquire_owned().map_err(|_| ApiError::TooManyStreams)?;
+    let permit = state.stream_permit()?;
     // Listen before the first list is taken, so that no change falls between the two.
     let changes = state.sessions.index.changes();
     wait_ready(&state.sessions.index).await?;

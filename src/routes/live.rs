@@ -72,7 +72,7 @@ async fn open(
     };
     request.authorize(query, &key, Action::Read).await?;
     let state = &request.state;
-    let permit = state.stream_slots.clone().try_acquire_owned().map_err(|_| ApiError::TooManyStreams)?;
+    let permit = state.stream_permit()?;
     if from > 0 && state.sessions.hub.is_live() && already_ended(state, &key, from).await {
         return Ok(no_content());
     }

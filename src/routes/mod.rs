@@ -44,6 +44,11 @@ pub(crate) struct AppState {
 pub(crate) type SharedState = Arc<AppState>;
 
 impl AppState {
+    /// A slot for one more open stream, or 503: `limits.max_streams` is a hard cap.
+    pub fn stream_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.stream_slots.clone().try_acquire_owned().map_err(|_| ApiError::TooManyStreams)
+    }
+
     pub fn new(
         sessions: Sessions,
         access: Box<dyn AccessCheck>,
@@ -160,16 +165,24 @@ fn with_state(state: SharedState) -> impl Filter<Extract = (SharedState,), Error
     warp::any().map(move || state.clone())
 }
 
-/// An SSE response around `body`: never cached, never buffered by a proxy (nginx reads
-/// `X-Accel-Buffering`, so a stock `proxy_pass` streams in real time).
+/// An SSE response around `body`.
 fn event_stream<S>(body: S) -> Response
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, Infallible>> + Send + Sync + 'static,
+{
+    streamed(body, "text/event-stream")
+}
+
+/// A response written as `body` produces it: never cached, never buffered by a proxy (nginx
+/// reads `X-Accel-Buffering`, so a stock `proxy_pass` passes each piece on as it comes).
+fn streamed<S>(body: S, content_type: &'static str) -> Response
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, Infallible>> + Send + Sync + 'static,
 {
     use warp::http::{header, HeaderValue};
     let mut response = warp::reply::stream(body).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response

@@ -5,11 +5,11 @@
 //! line once. The body is streamed as it is read, never built in memory.
 
 use warp::http::{header, HeaderValue};
-use warp::reply::{Reply, Response};
+use warp::reply::Response;
 use warp::Filter;
 
 use super::params::{self, incoming, Incoming, Segment};
-use super::{respond, SharedState};
+use super::{respond, streamed, SharedState};
 use crate::access::Action;
 use crate::error::ApiError;
 use crate::session::{self, StreamRequest};
@@ -35,15 +35,11 @@ async fn open_raw(log_type: Segment, id: Segment, request: Incoming) -> Result<R
     request.authorize(&query, &key, Action::Read).await?;
     let state = &request.state;
     // A download can take as long as a stream, so it holds a stream slot too.
-    let permit = state.stream_slots.clone().try_acquire_owned().map_err(|_| ApiError::TooManyStreams)?;
+    let permit = state.stream_permit()?;
     let stream = StreamRequest { route: "raw", key, from: 0, format: Format::Raw, follow };
     let body = session::start(state.sessions.clone(), stream, permit);
-    let mut response = warp::reply::stream(body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     // `follow=1` is a stream: nginx must pass each line on as it comes.
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    let mut response = streamed(body, "text/plain; charset=utf-8");
+    response.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     Ok(response)
 }

@@ -59,7 +59,7 @@ async fn open(request: Incoming) -> Result<Response, ApiError> {
         request.authorize(&query, &part.key, Action::Read).await?;
     }
     let state = &request.state;
-    let permit = state.stream_slots.clone().try_acquire_owned().map_err(|_| ApiError::TooManyStreams)?;
+    let permit = state.stream_permit()?;
     if state.sessions.hub.is_live() {
         let checks = parts
             .iter()
