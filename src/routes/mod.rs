@@ -192,3 +192,38 @@ where
 fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(Reply::into_response)
 }
+
+/// Whether `path` is one of the long-lived streaming routes (SSE and `raw`), whose HTTP/1.1
+/// responses the server writes itself (see `crate::server`); every other route goes to hyper.
+pub(crate) fn is_stream_path(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    matches!(
+        segments.as_slice(),
+        ["", "api", "v1", "sse", "logs"]
+            | ["", "api", "v1", "streams"]
+            | ["", "api", "v1", "logs", "events"]
+            | ["", "api", "v1", "logs", _, _, "stream" | "raw"]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_stream_path;
+
+    #[test]
+    fn stream_paths_are_the_streaming_routes_only() {
+        for path in [
+            "/api/v1/sse/logs/",
+            "/api/v1/sse/logs",
+            "/api/v1/streams",
+            "/api/v1/logs/events",
+            "/api/v1/logs/ci/42/stream",
+            "/api/v1/logs/ci/a%2Fb/raw",
+        ] {
+            assert!(is_stream_path(path), "{path}");
+        }
+        for path in ["/", "/api/v1/logs", "/api/v1/logs/ci/42", "/logs/ci/42", "/metrics", "/api/v1/logs/ci/stream"] {
+            assert!(!is_stream_path(path), "{path}");
+        }
+    }
+}
