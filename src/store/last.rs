@@ -60,20 +60,24 @@ impl Store {
     /// stored after it, else by one lookup (and a count when that line has no stored position).
     pub(crate) async fn last(&self, key: &LogKey) -> Result<Option<Last>> {
         let known = self.last_lines.get(key);
-        let mut filter = key.filter();
-        if let Some(known) = known {
-            filter.insert("_id", doc! { "$gte": known.oid });
-        }
-        let find = self
-            .collection
-            .find_one(filter)
-            .sort(doc! { "_id": -1 })
-            .projection(doc! { "_id": 1, "log": 1, "n": 1 });
-        let newest = self.gated(find.into_future()).await?;
-        let last = match (newest, known) {
-            (Some(document), Some(known)) if document.get_object_id("_id").ok() == Some(known.oid) => {
-                Some(known)
+        let mut newest: Option<Document> = None;
+        for mut filter in key.exact_filters() {
+            if let Some(known) = known {
+                filter.insert("_id", doc! { "$gte": known.oid });
             }
+            let find = self
+                .collection
+                .find_one(filter)
+                .sort(doc! { "_id": -1 })
+                .projection(doc! { "_id": 1, "log": 1, "n": 1 });
+            if let Some(found) = self.gated(find.into_future()).await? {
+                if newest.as_ref().is_none_or(|newest| oid_of(&found) > oid_of(newest)) {
+                    newest = Some(found);
+                }
+            }
+        }
+        let last = match (newest, known) {
+            (Some(document), Some(known)) if oid_of(&document) == Some(known.oid) => Some(known),
             // The remembered line is gone (the log was deleted): ask again from scratch.
             (None, Some(_)) => {
                 self.last_lines.remember(key, None);
@@ -106,4 +110,8 @@ impl Store {
         let done = document.get_str("log").is_ok_and(|text| text == DONE);
         Ok(Some(Last { oid, position, done }))
     }
+}
+
+fn oid_of(document: &Document) -> Option<ObjectId> {
+    document.get_object_id("_id").ok()
 }
