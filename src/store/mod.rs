@@ -27,13 +27,13 @@ use crate::redact::Redactor;
 
 mod append;
 mod last;
-use last::LastLines;
 mod pages;
 mod prune;
 mod watch;
 
 use append::AppendLocks;
 pub(crate) use append::Appended;
+use last::LastLines;
 pub(crate) use watch::{Change, Inserts};
 mod summary;
 
