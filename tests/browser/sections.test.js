@@ -254,39 +254,40 @@ describe('sections', () => {
   it('search opens a closed section to show a match; #L opens the sections around the line', async () => {
     const id = uniqueName('reveal');
     const filler = (from, n) => Array.from({ length: n }, (_, i) => `filler ${from + i}`);
+    // Closed, the log is a few rows; open, the lines sought are far below the first screen.
     const lines = [
-      ...filler(1, 50), //                          1-50
-      '::group::Outer', //                          51
-      ...filler(52, 20), //                         52-71
-      '::group::Inner', //                          72
-      'the needle is here', //                      73
-      ...filler(74, 10), //                         74-83
-      '::endgroup::', //                            84
-      '::endgroup::', //                            85
-      ...filler(86, 100), //                        86-185
+      ...filler(1, 5), //                           1-5
+      '::group::Outer', //                          6
+      ...filler(7, 144), //                         7-150
+      '::group::Inner', //                          151
+      'the needle is here', //                      152
+      ...filler(153, 100), //                       153-252
+      '::endgroup::', //                            253
+      '::endgroup::', //                            254
+      ...filler(255, 5), //                         255-259
     ];
     await service.append('ci', id, lines, { done: true });
     const { page, context } = await openPage(browser);
     await page.goto(service.viewerUrl('ci', id));
     await waitEnded(page);
-    assert.equal(await page.evaluate(() => window.sseLogs.state().rows), 50 + 1 + 100);
+    assert.equal(await page.evaluate(() => window.sseLogs.state().rows), 5 + 1 + 5);
     await page.fill('#q', 'needle');
     await page.locator('#hits', { hasText: '1 line' }).waitFor();
-    assert.equal(await page.locator('#rows .row[data-n="73"]').count(), 0, 'the match is in a closed section');
+    assert.equal(await page.locator('#rows .row[data-n="152"]').count(), 0, 'the match is in a closed section');
     await page.press('#q', 'Enter');
-    await page.waitForFunction(() => document.querySelector('#rows .row.cur')?.dataset.n === '73');
-    assert.ok((await visibleLines(page)).includes(73));
+    await page.waitForFunction(() => document.querySelector('#rows .row.cur')?.dataset.n === '152');
+    assert.ok((await visibleLines(page)).includes(152));
     assert.equal(await page.textContent('#rows .row.cur mark'), 'needle');
     assert.deepEqual((await sections(page)).map((s) => s.open), [true, true]);
     await context.close();
 
     const linked = await openPage(browser);
-    await linked.page.goto(service.viewerUrl('ci', id, '#L80'));
+    await linked.page.goto(service.viewerUrl('ci', id, '#L200'));
     await waitEnded(linked.page);
-    await linked.page.waitForFunction(() => document.querySelector('#rows .row.sel')?.dataset.n === '80');
-    assert.ok((await visibleLines(linked.page)).includes(80));
+    await linked.page.waitForFunction(() => document.querySelector('#rows .row.sel')?.dataset.n === '200');
+    assert.ok((await visibleLines(linked.page)).includes(200));
     assert.deepEqual((await sections(linked.page)).map((s) => s.open), [true, true]);
-    assert.equal(await linked.page.textContent('#rows .row.sel .tx'), 'filler 80');
+    assert.equal(await linked.page.textContent('#rows .row.sel .tx'), 'filler 200');
     await linked.context.close();
   });
 
