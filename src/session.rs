@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bson::oid::ObjectId;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tracing::Instrument;
@@ -25,7 +25,7 @@ use crate::index::Index;
 use crate::log::{LogKey, LogLine};
 use crate::metrics::{HubFigures, Metrics};
 use crate::shutdown::Shutdown;
-use crate::sse::Format;
+use crate::sse::{Format, Frames};
 use crate::store::{Store, Stored};
 
 /// How far before the hub's horizon a backlog `_id` is remembered for de-duplication. Covers
@@ -250,7 +250,7 @@ impl Session {
                 }
             }
         };
-        let mut buf = BytesMut::new();
+        let mut buf = Frames::default();
         while let Some(stored) = self.guard(cursor.next()).await?? {
             self.state.metrics.backlog_lines_read.inc();
             let Stored::Line(line) = stored else {
@@ -265,7 +265,7 @@ impl Session {
             let finished = self.consume(&line, &mut buf);
             if finished || buf.len() >= FLUSH_BYTES {
                 self.format.seal(&mut buf, self.pos);
-                self.send(buf.split().freeze()).await?;
+                self.send(buf.take()).await?;
             }
             if finished {
                 return Err(Break::Finished);
@@ -273,7 +273,7 @@ impl Session {
         }
         if !buf.is_empty() {
             self.format.seal(&mut buf, self.pos);
-            self.send(buf.freeze()).await?;
+            self.send(buf.take()).await?;
         }
         Ok(())
     }
@@ -292,7 +292,7 @@ impl Session {
                 _ = self.state.shutdown.wait() => return Err(Break::Shutdown),
             };
             let Some(event) = event else { return Ok(()) };
-            let mut buf = BytesMut::new();
+            let mut buf = Frames::default();
             let mut finished = self.live(&event, &mut buf);
             // Take a burst in one write.
             while !finished && buf.len() < FLUSH_BYTES {
@@ -303,7 +303,7 @@ impl Session {
             }
             if !buf.is_empty() {
                 self.format.seal(&mut buf, self.pos);
-                self.send(buf.freeze()).await?;
+                self.send(buf.take()).await?;
             }
             if finished {
                 return Err(Break::Finished);
@@ -311,7 +311,7 @@ impl Session {
         }
     }
 
-    fn live(&mut self, event: &Event, buf: &mut BytesMut) -> bool {
+    fn live(&mut self, event: &Event, buf: &mut Frames) -> bool {
         if self.seen.remove(&event.oid) {
             return false;
         }
@@ -322,7 +322,7 @@ impl Session {
     }
 
     /// Takes the next line of the log; writes it if the client lacks it. True at `[DONE]`.
-    fn consume(&mut self, line: &LogLine, buf: &mut BytesMut) -> bool {
+    fn consume(&mut self, line: &LogLine, buf: &mut Frames) -> bool {
         self.pos += 1;
         self.last = Some(line.oid);
         if self.pos <= self.from {

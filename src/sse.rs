@@ -21,7 +21,8 @@ pub(crate) enum Format {
     Json,
     /// `event: lines` with `{"n":first,"lines":[...]}` and the last line's number as `id:`: one
     /// event per write, so a browser replays a big backlog in hundreds of events, not one per line.
-    Batch,
+    /// With `times`, the event also has `"times":[ms,...]` parallel to `lines`.
+    Batch { times: bool },
     /// Not SSE: each line's text and `\n`, nothing else (`raw`, for curl and downloads).
     Raw,
     /// One log of several on one connection (`/api/v1/streams`): `event: line` with
@@ -29,6 +30,30 @@ pub(crate) enum Format {
     /// placeholder the combiner replaces by every log's position (see `crate::combine`), which
     /// also writes the preamble and keep-alives, once for the whole response.
     Multi(Arc<LogKey>),
+}
+
+/// Bytes being framed for one write, with the times of a `Batch` event still open in them (they
+/// follow its lines in the JSON, so they wait here until the event is sealed).
+#[derive(Debug, Default)]
+pub(crate) struct Frames {
+    buf: BytesMut,
+    times: Vec<u64>,
+}
+
+impl Frames {
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// What is framed so far, leaving `self` empty. Seal it first.
+    pub fn take(&mut self) -> Bytes {
+        debug_assert!(self.times.is_empty(), "a batch event is still open");
+        self.buf.split().freeze()
+    }
 }
 
 /// The first bytes of every stream: how long EventSource waits before reconnecting.
@@ -61,7 +86,8 @@ impl Format {
     /// Appends line number `n` of the log. In `Batch` it joins the event still open in `out`,
     /// which [`Format::seal`] closes before `out` is sent.
     /// `t` is when the line was written (ms since the epoch); `Json` and `Multi` send it.
-    pub fn line(&self, out: &mut BytesMut, n: u64, text: &str, t: u64) {
+    pub fn line(&self, frames: &mut Frames, n: u64, text: &str, t: u64) {
+        let out = &mut frames.buf;
         match self {
             Format::Text => {
                 write_id(out, n);
@@ -73,13 +99,16 @@ impl Format {
                 write_json(out, &JsonLine { n, line: text, t });
                 out.put_u8(b'\n');
             }
-            Format::Batch => {
+            Format::Batch { times } => {
                 if batch_open(out) {
                     out.put_u8(b',');
                 } else {
                     out.put_slice(format!("event: lines\ndata: {{\"n\":{n},\"lines\":[").as_bytes());
                 }
                 out.put_slice(&serde_json::to_vec(text).expect("a string serialises"));
+                if *times {
+                    frames.times.push(t);
+                }
             }
             Format::Raw => {
                 out.put_slice(text.as_bytes());
@@ -95,22 +124,32 @@ impl Format {
 
     /// Closes a `Batch` event left open in `out`; `last` is the number of its last line, its `id`.
     /// (SSE lets `id:` follow `data:`; the event is dispatched at the blank line.)
-    pub fn seal(&self, out: &mut BytesMut, last: u64) {
-        if *self == Format::Batch && batch_open(out) {
-            out.put_slice(format!("]}}\nid: {last}\n\n").as_bytes());
+    pub fn seal(&self, frames: &mut Frames, last: u64) {
+        let Format::Batch { times } = self else { return };
+        let out = &mut frames.buf;
+        if !batch_open(out) {
+            return;
         }
+        out.put_u8(b']');
+        if *times {
+            out.put_slice(b",\"times\":");
+            out.put_slice(&serde_json::to_vec(&frames.times).expect("numbers serialise"));
+            frames.times.clear();
+        }
+        out.put_slice(format!("}}\nid: {last}\n\n").as_bytes());
     }
 
     /// Appends the event for the `[DONE]` document at line number `n`.
-    pub fn done(&self, out: &mut BytesMut, n: u64) {
+    pub fn done(&self, frames: &mut Frames, n: u64) {
+        self.seal(frames, n.saturating_sub(1));
+        let out = &mut frames.buf;
         match self {
             Format::Text => {
                 write_id(out, n);
                 write_data(out, DONE);
                 out.put_u8(b'\n');
             }
-            Format::Json | Format::Batch => {
-                self.seal(out, n.saturating_sub(1));
+            Format::Json | Format::Batch { .. } => {
                 write_id(out, n);
                 out.put_slice(b"event: done\n");
                 write_json(out, &JsonDone { n });
@@ -204,10 +243,12 @@ fn split_lines(text: &str) -> impl Iterator<Item = &str> {
 mod tests {
     use super::*;
 
+    const BATCH: Format = Format::Batch { times: false };
+
     fn text_event(n: u64, line: &str) -> String {
-        let mut out = BytesMut::new();
+        let mut out = Frames::default();
         Format::Text.line(&mut out, n, line, 0);
-        String::from_utf8(out.to_vec()).unwrap()
+        String::from_utf8(out.take().to_vec()).unwrap()
     }
 
     #[test]
@@ -249,56 +290,74 @@ mod tests {
 
     #[test]
     fn done_is_the_seed_marker_in_text_format() {
-        let mut out = BytesMut::new();
+        let mut out = Frames::default();
         Format::Text.done(&mut out, 9);
-        assert_eq!(&out[..], b"id: 9\ndata: [DONE]\n\n");
+        assert_eq!(&out.take()[..], b"id: 9\ndata: [DONE]\n\n");
     }
 
     #[test]
     fn json_format_is_lossless_and_single_line() {
-        let mut out = BytesMut::new();
+        let mut out = Frames::default();
         Format::Json.line(&mut out, 7, " a\r\nb\r", 1_700_000_000_123);
-        assert_eq!(&out[..], b"id: 7\ndata: {\"n\":7,\"line\":\" a\\r\\nb\\r\",\"t\":1700000000123}\n\n");
-        let mut out = BytesMut::new();
+        assert_eq!(
+            &out.take()[..],
+            b"id: 7\ndata: {\"n\":7,\"line\":\" a\\r\\nb\\r\",\"t\":1700000000123}\n\n"
+        );
+        let mut out = Frames::default();
         Format::Json.done(&mut out, 8);
-        assert_eq!(&out[..], b"id: 8\nevent: done\ndata: {\"n\":8}\n\n");
+        assert_eq!(&out.take()[..], b"id: 8\nevent: done\ndata: {\"n\":8}\n\n");
     }
 
     #[test]
     fn batch_format_groups_lines_into_one_event_whose_id_is_the_last_line() {
-        let mut out = BytesMut::new();
-        Format::Batch.line(&mut out, 4, "a", 0);
-        Format::Batch.line(&mut out, 5, " b\r\n", 0);
-        Format::Batch.seal(&mut out, 5);
-        Format::Batch.seal(&mut out, 5);
-        Format::Batch.line(&mut out, 6, "c", 0);
-        Format::Batch.done(&mut out, 7);
+        let mut out = Frames::default();
+        BATCH.line(&mut out, 4, "a", 0);
+        BATCH.line(&mut out, 5, " b\r\n", 0);
+        BATCH.seal(&mut out, 5);
+        BATCH.seal(&mut out, 5);
+        BATCH.line(&mut out, 6, "c", 0);
+        BATCH.done(&mut out, 7);
         let expected = "event: lines\ndata: {\"n\":4,\"lines\":[\"a\",\" b\\r\\n\"]}\nid: 5\n\n\
                         event: lines\ndata: {\"n\":6,\"lines\":[\"c\"]}\nid: 6\n\n\
                         id: 7\nevent: done\ndata: {\"n\":7}\n\n";
-        assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
+        assert_eq!(std::str::from_utf8(&out.take()).unwrap(), expected);
+    }
+
+    #[test]
+    fn batch_format_with_times_adds_them_parallel_to_the_lines() {
+        let batch = Format::Batch { times: true };
+        let mut out = Frames::default();
+        batch.line(&mut out, 4, "a", 1_700_000_000_001);
+        batch.line(&mut out, 5, "b", 1_700_000_000_002);
+        batch.seal(&mut out, 5);
+        batch.line(&mut out, 6, "c", 1_700_000_000_003);
+        batch.done(&mut out, 7);
+        let expected = "event: lines\ndata: {\"n\":4,\"lines\":[\"a\",\"b\"],\"times\":[1700000000001,1700000000002]}\nid: 5\n\n\
+                        event: lines\ndata: {\"n\":6,\"lines\":[\"c\"],\"times\":[1700000000003]}\nid: 6\n\n\
+                        id: 7\nevent: done\ndata: {\"n\":7}\n\n";
+        assert_eq!(std::str::from_utf8(&out.take()).unwrap(), expected);
     }
 
     #[test]
     fn raw_format_is_the_text_and_a_newline_and_nothing_else() {
-        let mut out = BytesMut::new();
+        let mut out = Frames::default();
         Format::Raw.line(&mut out, 1, " a\r", 0);
         Format::Raw.line(&mut out, 2, "", 0);
         Format::Raw.seal(&mut out, 2);
         Format::Raw.done(&mut out, 3);
-        assert_eq!(&out[..], b" a\r\n\n");
+        assert_eq!(&out.take()[..], b" a\r\n\n");
         assert!(Format::Raw.preamble(2000).is_none() && Format::Raw.keep_alive().is_none());
-        assert!(Format::Json.preamble(2000).is_some() && Format::Batch.keep_alive().is_some());
+        assert!(Format::Json.preamble(2000).is_some() && BATCH.keep_alive().is_some());
     }
 
     #[test]
     fn multi_format_names_the_log_and_leaves_the_id_to_the_combiner() {
         let format = Format::Multi(Arc::new(LogKey::new("ci", "a:b")));
-        let mut out = BytesMut::new();
+        let mut out = Frames::default();
         format.line(&mut out, 3, "x\ny", 1700000000123);
         format.done(&mut out, 4);
         assert_eq!(
-            std::str::from_utf8(&out).unwrap(),
+            std::str::from_utf8(&out.take()).unwrap(),
             "event: line\nid: @3\ndata: {\"type\":\"ci\",\"id\":\"a:b\",\"n\":3,\"line\":\"x\\ny\",\"t\":1700000000123}\n\n\
              event: done\nid: @4\ndata: {\"type\":\"ci\",\"id\":\"a:b\",\"n\":4}\n\n"
         );

@@ -29,7 +29,7 @@ pub fn seed_stream(
         .map(respond)
 }
 
-/// GET /api/v1/logs/{type}/{id}/stream?from=N[&format=json|batch]
+/// GET /api/v1/logs/{type}/{id}/stream?from=N[&format=json|batch[&times=1]]
 pub fn log_stream(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("api" / "v1" / "logs" / Segment / Segment / "stream")
         .and(warp::get())
@@ -48,10 +48,14 @@ async fn open_seed(request: Incoming) -> Result<Response, ApiError> {
 async fn open_log(log_type: Segment, id: Segment, request: Incoming) -> Result<Response, ApiError> {
     let query = request.query()?;
     let from = query.count("from")?.unwrap_or(0);
+    let times = query.flag("times")?;
     let format = match query.get("format") {
+        None | Some("text") if times => {
+            return Err(ApiError::invalid("times", "needs `format=batch` (`json` events always carry `t`)"));
+        }
         None | Some("text") => Format::Text,
         Some("json") => Format::Json,
-        Some("batch") => Format::Batch,
+        Some("batch") => Format::Batch { times },
         Some(_) => return Err(ApiError::invalid("format", "must be `text`, `json` or `batch`")),
     };
     open(&request, &query, "stream", params::log_key(log_type.0, id.0)?, from, format).await

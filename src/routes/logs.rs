@@ -44,11 +44,7 @@ async fn read_snapshot(log_type: Segment, id: Segment, request: Incoming) -> Res
     let query = request.query()?;
     let key = log_key(log_type.0, id.0)?;
     request.authorize(&query, &key, Action::Read).await?;
-    let times = match query.get("times") {
-        None | Some("" | "0" | "false") => false,
-        Some("1" | "true") => true,
-        Some(_) => return Err(ApiError::invalid("times", "must be `1` or `0`")),
-    };
+    let times = query.flag("times")?;
     let store = &request.state.sessions.store;
     let (from, page) = match query.count("tail")? {
         Some(_) if query.get("from").is_some() || query.get("limit").is_some() => {

@@ -78,6 +78,9 @@ fn paths() -> Value {
                 query("format", false, json!({ "type": "string", "enum": ["text", "json", "batch"] }), "Event data format: \
                     `batch` sends `event: lines` with `{\"n\":first,\"lines\":[...]}` (many lines per event, `id:` the last one's \
                     number), for loading a big backlog fast."),
+                query("times", false, json!({ "type": "string", "enum": ["0", "1", "false", "true"] }), "With `format=batch`: each \
+                    `event: lines` also carries `\"times\":[ms,...]`, each line's time, parallel to `lines` (400 with the text \
+                    format; `json` events always carry `t`)."),
                 last_event_id(),
             ],
             "responses": stream_responses(),

@@ -61,6 +61,15 @@ impl Query {
         self.single(name)?.filter(|v| !v.is_empty()).ok_or(ApiError::MissingParameter(name))
     }
 
+    /// An optional yes/no switch (`1`/`true` or `0`/`false`), given at most once; absent is no.
+    pub fn flag(&self, name: &'static str) -> Result<bool, ApiError> {
+        match self.single(name)? {
+            None | Some("" | "0" | "false") => Ok(false),
+            Some("1" | "true") => Ok(true),
+            Some(_) => Err(ApiError::invalid(name, "must be `1` or `0`")),
+        }
+    }
+
     /// An optional non-negative integer, given at most once.
     pub fn count(&self, name: &'static str) -> Result<Option<u64>, ApiError> {
         self.single(name)?.map(|v| parse_count(name, v)).transpose()

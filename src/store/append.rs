@@ -9,8 +9,9 @@
 //! 503, which `push` resolves by looking the batch up.
 //!
 //! Each appended document also stores its position `n`, so the next append (and the "has it
-//! ended?" check) reads the log's last document instead of counting the whole log. A log whose
-//! last line came from another writer (no `n`) is counted once, then carries positions again.
+//! ended?" check) need not count the whole log, and the last line stored is remembered, so they
+//! need not look for it either (see `last.rs`). A log whose last line came from another writer
+//! (no `n`) is counted once, then carries positions again.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use bson::oid::ObjectId;
 use bson::{doc, Document};
 use mongodb::error::Result;
 
+use super::last::Last;
 use super::Store;
 use crate::log::{LogKey, DONE};
 
@@ -50,19 +52,13 @@ impl Store {
     pub async fn append(&self, key: &LogKey, lines: &[String], done: bool) -> Result<Appended> {
         let lock = self.appends.for_log(key);
         let _turn = lock.lock().await;
-        let last = self.last_line(key).await?;
-        if last.as_ref().is_some_and(|(line, _)| line.is_done()) {
+        let last = self.last(key).await?;
+        if last.is_some_and(|last| last.done) {
             return Ok(Appended::Finished);
         }
-        // The position after which this batch goes: stored with the last line when the service
-        // appended it, so the cost does not grow with the log; counted once otherwise.
-        let base = match &last {
-            Some((_, position)) => self.position_or_count(key, *position).await?,
-            None => 0,
-        };
         let stored_id = key.stored_id();
-        let mut previous = last.map(|(line, _)| line.oid);
-        let mut position = base;
+        let mut previous = last.map(|last| last.oid);
+        let mut position = last.map_or(0, |last| last.position);
         // One time for the batch: its lines arrived together.
         let now = bson::DateTime::now();
         let texts =
@@ -82,8 +78,15 @@ impl Store {
                 }
             })
             .collect();
-        if !documents.is_empty() {
-            self.gated(self.collection.insert_many(documents).ordered(true).into_future()).await?;
+        if let Some(oid) = previous.filter(|_| !documents.is_empty()) {
+            let inserted =
+                self.gated(self.collection.insert_many(documents).ordered(true).into_future()).await;
+            if let Err(err) = inserted {
+                // Some of the batch may be stored: look the log up again next time.
+                self.last_lines.remember(key, None);
+                return Err(err);
+            }
+            self.appended(key, Last { oid, position, done });
         }
         Ok(Appended::Next(position))
     }

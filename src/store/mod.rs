@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bson::oid::ObjectId;
-use bson::{doc, Bson, Document};
+use bson::{doc, Document};
 use futures_util::TryStreamExt;
 use mongodb::change_stream::event::ResumeToken;
 use mongodb::error::Result;
@@ -26,12 +26,14 @@ use crate::metrics::Metrics;
 use crate::redact::Redactor;
 
 mod append;
+mod last;
 mod pages;
 mod prune;
 mod watch;
 
 use append::AppendLocks;
 pub(crate) use append::Appended;
+use last::LastLines;
 pub(crate) use watch::{Change, Inserts};
 mod summary;
 
@@ -96,6 +98,8 @@ pub(crate) struct Store {
     gate: Arc<Semaphore>,
     /// Appends to one log wait for each other here, so each batch's `_id`s follow the last.
     appends: Arc<AppendLocks>,
+    /// The last line of each log recently written or asked about.
+    last_lines: Arc<LastLines>,
     /// Applied to every line read and appended (`redact.patterns`).
     redact: Arc<Redactor>,
 }
@@ -153,6 +157,7 @@ impl Store {
             watched,
             gate: Arc::new(Semaphore::new(slots)),
             appends: Arc::default(),
+            last_lines: Arc::default(),
             redact: Arc::default(),
         }
     }
@@ -215,40 +220,10 @@ impl Store {
         Ok(self.cursor(cursor))
     }
 
-    /// The line number of the `[DONE]` document, if the log has ended. A log has ended when its
-    /// last document is `[DONE]`; this costs one index lookup and one index count.
+    /// The line number of the `[DONE]` document, if the log has ended: when its last document
+    /// is `[DONE]` (see [`Store::last`] for what that costs).
     pub async fn done_position(&self, key: &LogKey) -> Result<Option<u64>> {
-        match self.last_line(key).await? {
-            Some((line, position)) if line.is_done() => {
-                Ok(Some(self.position_or_count(key, position).await?))
-            }
-            _ => Ok(None),
-        }
-    }
-
-    /// The log's last line in `_id` order (one index lookup), with the position an append
-    /// through the service stored with it (`n`); other writers store none.
-    async fn last_line(&self, key: &LogKey) -> Result<Option<(LogLine, Option<u64>)>> {
-        let last = self
-            .collection
-            .find_one(key.filter())
-            .sort(doc! { "_id": -1 })
-            .projection(doc! { "_id": 1, "log": 1, "n": 1 });
-        let Some(document) = self.gated(last.into_future()).await? else { return Ok(None) };
-        let position = match document.get("n") {
-            Some(Bson::Int64(n)) => u64::try_from(*n).ok(),
-            Some(Bson::Int32(n)) => u64::try_from(*n).ok(),
-            _ => None,
-        };
-        Ok(LogLine::from_document(&document).map(|line| (line, position)))
-    }
-
-    /// The stored position of the last line when there is one (constant cost), else a count.
-    async fn position_or_count(&self, key: &LogKey, position: Option<u64>) -> Result<u64> {
-        match position {
-            Some(position) => Ok(position),
-            None => self.count(key).await,
-        }
+        Ok(self.last(key).await?.filter(|last| last.done).map(|last| last.position))
     }
 
     /// How many documents (line positions) the log has.

@@ -95,3 +95,31 @@ async fn positions_stay_exact_when_appends_and_other_writers_take_turns() {
     let not_yet = app.get_stream(&app.stream_url("mix", "1", "from=7")).await.collect_to_end().await;
     assert_eq!(not_yet.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["[DONE]"]);
 }
+
+#[tokio::test]
+async fn the_remembered_last_line_never_hides_another_writers_end_or_a_deleted_log() {
+    let app = spawn_app().await;
+    let append = |body: &'static str| {
+        let request =
+            app.http.post(app.url("/api/v1/logs/seen/1")).header("content-type", "text/plain").body(body);
+        async move { request.send().await.unwrap() }
+    };
+    let next = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), 201);
+        response.json::<serde_json::Value>().await.unwrap()["next"].as_u64().unwrap()
+    };
+    assert_eq!(next(append("a\nb\n").await).await, 2);
+    // The service remembers line 2 as the last; another process ends the log behind its back.
+    app.write("seen", 1_i64, &["c", "[DONE]"]).await;
+    assert_eq!(append("too late\n").await.status(), 409);
+    let done = app.http.get(app.stream_url("seen", "1", "from=4")).send().await.unwrap();
+    assert_eq!(done.status(), 204, "the reconnect check sees the other writer's [DONE]");
+
+    // The whole log is deleted (as retention does); the same id starts again from line 1.
+    app.logs.delete_many(bson::doc! { "type": "seen" }).await.unwrap();
+    assert_eq!(next(append("again\n").await).await, 1);
+    let snapshot: serde_json::Value =
+        app.http.get(app.url("/api/v1/logs/seen/1")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(snapshot["lines"], serde_json::json!(["again"]));
+    assert_eq!(snapshot["next"], 1);
+}

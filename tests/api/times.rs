@@ -53,6 +53,19 @@ async fn every_route_gives_a_line_the_same_time_stored_or_taken_from_its_object_
         .collect();
     assert_eq!(t, [ts, oid_ms]);
 
+    let events =
+        app.get_stream(&app.stream_url("t", "1", "format=batch&times=1")).await.collect_to_end().await;
+    let batch: Value = serde_json::from_str(&events[0].data).unwrap();
+    assert_eq!(batch["lines"], serde_json::json!(["through the service", "straight into MongoDB"]));
+    assert_eq!(batch["times"], serde_json::json!([ts, oid_ms]), "batch times parallel to its lines");
+    let events = app.get_stream(&app.stream_url("t", "1", "format=batch")).await.collect_to_end().await;
+    let batch: Value = serde_json::from_str(&events[0].data).unwrap();
+    assert!(batch.get("times").is_none(), "batch times only when asked for");
+    for query in ["times=1", "format=text&times=1", "format=batch&times=2"] {
+        let refused = app.http.get(app.stream_url("t", "1", query)).send().await.unwrap();
+        assert_eq!(refused.status(), 400, "{query}");
+    }
+
     let stamp = |ms: u64| bson::DateTime::from_millis(ms as i64).try_to_rfc3339_string().unwrap();
     let want = format!("{} through the service\n{} straight into MongoDB\n", stamp(ts), stamp(oid_ms));
     for extra in [&["--timestamps"][..], &["--timestamps", "--no-follow"], &["--timestamps", "-n", "2"]] {
