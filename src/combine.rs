@@ -6,7 +6,7 @@
 //! (`id: 12,0,7`, in the order the logs were asked for), so `Last-Event-ID` resumes them all.
 //! The combiner alone writes `retry:` and keep-alives, ends when every session has ended (each
 //! ends after its `[DONE]`), and at shutdown or when the client goes away; dropping the
-//! sessions' channels then ends them too.
+//! sessions (they are streams it polls, not tasks) then ends them too.
 
 use std::sync::Arc;
 
@@ -47,8 +47,9 @@ pub(crate) fn start(
     let sources = parts.into_iter().enumerate().filter(|(_, part)| !part.ended).map(|(at, part)| {
         let format = Format::Multi(Arc::new(part.key.clone()));
         let request = StreamRequest { route: ROUTE, key: part.key, from: part.from, format, follow: true };
-        let mut chunks = session::spawn(state.clone(), request, None);
-        futures_util::stream::poll_fn(move |cx| chunks.poll_recv(cx)).map(move |chunk| (at, chunk)).boxed()
+        session::start(state.clone(), request, None)
+            .map(move |chunk| (at, chunk.unwrap_or_else(|never| match never {})))
+            .boxed()
     });
     let sources = futures_util::stream::select_all(sources);
     let combiner = Combiner { state, positions, out };

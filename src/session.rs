@@ -7,15 +7,27 @@
 //! not in commit order) is served once. The same path serves a catch-up after the hub dropped
 //! this subscriber (slow client, change stream lost): then the backlog is `_id > last sent`.
 //! A session that does not follow (`raw` without `follow=1`) only reads the backlog once.
+//!
+//! A session is not a task of its own: it is the response body, run by whatever polls the body
+//! (the connection's task), so a new line costs one wake-up between the hub and the socket, and
+//! an idle stream holds only its state. It hands each chunk over through a one-chunk slot and
+//! goes on only when the connection asks for the next one (a slow client holds it back, the hub
+//! then drops it and it catches up later). Dropping the body (the client left) drops it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bson::oid::ObjectId;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use futures_util::Stream;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use sync_wrapper::SyncWrapper;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use crate::backoff::Backoff;
@@ -33,8 +45,6 @@ use crate::store::{Store, Stored};
 const DEDUP_MARGIN: Duration = Duration::from_secs(120);
 /// Bytes gathered before a write to the client, so a backlog replays in large chunks.
 const FLUSH_BYTES: usize = 32 * 1024;
-/// Chunks buffered between the session and the HTTP connection.
-const OUTPUT_CHUNKS: usize = 8;
 
 /// What every session works with: one per process, shared.
 #[derive(Debug)]
@@ -95,7 +105,6 @@ pub(crate) struct StreamRequest {
 enum Break {
     /// `[DONE]` was sent (or lies before the client's position): the response ends.
     Finished,
-    ClientGone,
     /// Shutdown: the response ends cleanly and EventSource reconnects elsewhere.
     Shutdown,
     /// MongoDB failed: retried after a pause, from the last line sent.
@@ -108,26 +117,12 @@ impl From<mongodb::error::Error> for Break {
     }
 }
 
-/// Starts a session and returns its body: a stream of SSE chunks that ends with the log, at
-/// shutdown, or never for a log that never ends.
-pub(crate) fn start(
-    state: Arc<Sessions>,
-    request: StreamRequest,
-    permit: OwnedSemaphorePermit,
-) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + Sync + 'static {
-    let mut body = spawn(state, request, Some(permit));
-    futures_util::stream::poll_fn(move |cx| body.poll_recv(cx).map(|chunk| chunk.map(Ok)))
-}
-
-/// Starts a session and returns the channel of its chunks; it ends when the session does, and
-/// dropping it ends the session. `crate::combine` reads several at once, under one permit.
-pub(crate) fn spawn(
-    state: Arc<Sessions>,
-    request: StreamRequest,
-    permit: Option<OwnedSemaphorePermit>,
-) -> mpsc::Receiver<Bytes> {
-    let (out, body) = mpsc::channel(OUTPUT_CHUNKS);
+/// Starts a session and returns its body: a stream of chunks that ends with the log, at
+/// shutdown, or never for a log that never ends. Dropping it ends the session. The permit, if
+/// any, is held for as long (`crate::combine` holds one for all its sessions).
+pub(crate) fn start(state: Arc<Sessions>, request: StreamRequest, permit: Option<OwnedSemaphorePermit>) -> Body {
     let span = tracing::info_span!("stream", log_type = %request.key.log_type, id = %request.key.id, from = request.from);
+    let slot = Arc::new(Slot::default());
     let session = Session {
         route: request.route,
         state,
@@ -138,16 +133,59 @@ pub(crate) fn spawn(
         pos: 0,
         last: None,
         seen: HashSet::new(),
-        out,
+        out: slot.clone(),
     };
-    tokio::spawn(
-        async move {
-            let _permit = permit;
-            session.run().await;
+    let run = async move {
+        let _permit = permit;
+        session.run().await;
+    };
+    Body { slot, run: Some(SyncWrapper::new(Box::pin(run.instrument(span)))) }
+}
+
+/// Where a session leaves its next chunk for the body to take.
+#[derive(Debug, Default)]
+struct Slot(Mutex<Option<Bytes>>);
+
+impl Slot {
+    fn put(&self, chunk: Bytes) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(chunk);
+    }
+
+    fn take(&self) -> Option<Bytes> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+    }
+}
+
+/// A session as the response body: polling it runs the session until it has a chunk.
+pub(crate) struct Body {
+    slot: Arc<Slot>,
+    /// The session, until it ends.
+    run: Option<SyncWrapper<Pin<Box<dyn Future<Output = ()> + Send>>>>,
+}
+
+impl Stream for Body {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(chunk) = this.slot.take() {
+            return Poll::Ready(Some(Ok(chunk)));
         }
-        .instrument(span),
-    );
-    body
+        let Some(run) = this.run.as_mut() else { return Poll::Ready(None) };
+        let ended = run.get_mut().as_mut().poll(cx).is_ready();
+        if ended {
+            this.run = None;
+        }
+        match this.slot.take() {
+            Some(chunk) => Poll::Ready(Some(Ok(chunk))),
+            None if ended => Poll::Ready(None),
+            None => Poll::Pending,
+        }
+    }
 }
 
 struct Session {
@@ -163,13 +201,13 @@ struct Session {
     last: Option<ObjectId>,
     /// Backlog `_id`s the hub may still deliver.
     seen: HashSet<ObjectId>,
-    out: mpsc::Sender<Bytes>,
+    out: Arc<Slot>,
 }
 
 impl Session {
     async fn run(mut self) {
-        let metrics = self.state.metrics.clone();
-        metrics.stream_opened(self.route);
+        // Counted closed however it ends, also when the body is dropped mid-way.
+        let _open = OpenStream::new(self.state.metrics.clone(), self.route);
         let preamble = match self.format.preamble(self.state.sse.retry_ms) {
             Some(retry) => self.send(retry).await,
             None => Ok(()),
@@ -179,19 +217,20 @@ impl Session {
             Err(end) => end,
         };
         tracing::debug!(log_type = %self.key.log_type, id = %self.key.id, position = self.pos, ?end, "stream ended");
-        metrics.stream_closed(self.route);
     }
 
     async fn serve(&mut self) -> Break {
         let mut retry = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
+            // The backlog read (a MongoDB cursor and its futures) is boxed: an idle stream's
+            // state is then only what following the hub needs.
             let step = async {
                 if !self.follow {
-                    self.catch_up(SystemTime::now()).await?;
+                    Box::pin(self.catch_up(SystemTime::now())).await?;
                     return Err(Break::Finished);
                 }
                 let mut subscription = self.subscribe().await?;
-                self.catch_up(subscription.horizon).await?;
+                Box::pin(self.catch_up(subscription.horizon)).await?;
                 self.follow(&mut subscription).await
             };
             match step.await {
@@ -219,7 +258,6 @@ impl Session {
             tokio::select! {
                 _ = live.changed() => {}
                 _ = tokio::time::sleep(keep_alive) => self.keep_alive().await?,
-                _ = self.out.closed() => return Err(Break::ClientGone),
                 _ = self.state.shutdown.wait() => return Err(Break::Shutdown),
             }
         }
@@ -288,7 +326,6 @@ impl Session {
                     self.keep_alive().await?;
                     continue;
                 }
-                _ = self.out.closed() => return Err(Break::ClientGone),
                 _ = self.state.shutdown.wait() => return Err(Break::Shutdown),
             };
             let Some(event) = event else { return Ok(()) };
@@ -337,18 +374,26 @@ impl Session {
         false
     }
 
+    /// Hands `chunk` to the body and returns once the body asks for the next one.
     async fn send(&self, chunk: Bytes) -> Result<(), Break> {
-        tokio::select! {
-            sent = self.out.send(chunk) => sent.map_err(|_| Break::ClientGone),
-            _ = self.state.shutdown.wait() => Err(Break::Shutdown),
-        }
+        let mut chunk = Some(chunk);
+        std::future::poll_fn(|_| match chunk.take() {
+            Some(chunk) => {
+                // Pending without a wake-up: the body takes the chunk in the same poll and polls
+                // again when the connection wants more.
+                self.out.put(chunk);
+                Poll::Pending
+            }
+            None if self.out.is_empty() => Poll::Ready(Ok(())),
+            None => Poll::Pending,
+        })
+        .await
     }
 
-    /// Runs a MongoDB call unless the client leaves or shutdown starts first.
+    /// Runs a MongoDB call unless shutdown starts first (a client that leaves drops it).
     async fn guard<T>(&self, call: impl std::future::Future<Output = T>) -> Result<T, Break> {
         tokio::select! {
             value = call => Ok(value),
-            _ = self.out.closed() => Err(Break::ClientGone),
             _ = self.state.shutdown.wait() => Err(Break::Shutdown),
         }
     }
@@ -364,5 +409,24 @@ impl Session {
             Some(frame) => self.send(frame).await,
             None => Ok(()),
         }
+    }
+}
+
+/// An open stream in the metrics, from the session's start until it ends or is dropped.
+struct OpenStream {
+    metrics: Arc<Metrics>,
+    route: &'static str,
+}
+
+impl OpenStream {
+    fn new(metrics: Arc<Metrics>, route: &'static str) -> Self {
+        metrics.stream_opened(route);
+        Self { metrics, route }
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.metrics.stream_closed(self.route);
     }
 }

@@ -82,7 +82,7 @@ async fn open(
     }
     tracing::debug!(log_type = %key.log_type, id = %key.id, from, "stream opened");
     let request = StreamRequest { route, key, from, format, follow: true };
-    let body = session::start(state.sessions.clone(), request, permit);
+    let body = session::start(state.sessions.clone(), request, Some(permit));
     Ok(event_stream(body))
 }
 

@@ -37,7 +37,7 @@ async fn open_raw(log_type: Segment, id: Segment, request: Incoming) -> Result<R
     // A download can take as long as a stream, so it holds a stream slot too.
     let permit = state.stream_permit()?;
     let stream = StreamRequest { route: "raw", key, from: 0, format: Format::Raw, follow };
-    let body = session::start(state.sessions.clone(), stream, permit);
+    let body = session::start(state.sessions.clone(), stream, Some(permit));
     // `follow=1` is a stream: nginx must pass each line on as it comes.
     let mut response = streamed(body, "text/plain; charset=utf-8");
     response.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

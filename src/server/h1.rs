@@ -25,6 +25,9 @@ use crate::shutdown::Shutdown;
 
 /// The largest request head taken here; a bigger one (many cookies) goes to hyper.
 const MAX_HEAD: usize = 8 * 1024;
+/// Most heads fit in this much, peeked first (the buffer is short-lived, but many connections
+/// opening at once each have one).
+const USUAL_HEAD: usize = 2 * 1024;
 /// The most header fields taken here (hyper's limit is 100; more go to hyper, which refuses).
 const MAX_HEADERS: usize = 64;
 
@@ -46,8 +49,12 @@ pub(super) enum After {
 /// Takes the connection's first request if it is a complete streaming `GET` (reading exactly
 /// its head); otherwise reads nothing and returns `None`.
 pub(super) async fn take(stream: &mut TcpStream) -> Option<Taken> {
-    let mut buf = vec![0u8; MAX_HEAD];
-    let n = stream.peek(&mut buf).await.ok()?;
+    let mut buf = vec![0u8; USUAL_HEAD];
+    let mut n = stream.peek(&mut buf).await.ok()?;
+    if n == USUAL_HEAD {
+        buf.resize(MAX_HEAD, 0);
+        n = stream.peek(&mut buf).await.ok()?;
+    }
     let (len, taken) = parse(&buf[..n])?;
     // Only a head that is all there is: bytes after it (a body, a pipelined request) are hyper's.
     if len != n {
@@ -147,6 +154,7 @@ async fn write(stream: &mut TcpStream, response: Response, close: bool) -> std::
         field(&mut head, "connection", b"close");
     }
     head.extend_from_slice(b"\r\n");
+    drop(parts);
     stream.write_all(&head).await?;
     drop(head);
     if bodiless {

@@ -82,14 +82,17 @@ pub(crate) async fn serve(
             let ended = match is_h2 {
                 // Silent past the header read timeout, or already gone.
                 Err(_) | Ok(Err(_)) => return,
-                Ok(Ok(true)) => run(watcher, builders.http2.serve_connection(TokioIo::new(stream), service)).await,
+                // Boxed, so that a stream answered by `h1` does not carry hyper's connection state.
+                Ok(Ok(true)) => {
+                    Box::pin(run(watcher, builders.http2.serve_connection(TokioIo::new(stream), service))).await
+                }
                 Ok(Ok(false)) => {
                     if let Some(taken) = h1::take(&mut stream).await {
                         if let h1::After::Close = h1::answer(&mut stream, taken, &service, &shutdown).await {
                             return;
                         }
                     }
-                    run(watcher, builders.http1.serve_connection(TokioIo::new(stream), service)).await
+                    Box::pin(run(watcher, builders.http1.serve_connection(TokioIo::new(stream), service))).await
                 }
             };
             // A client hanging up mid-stream is normal traffic for a streaming service.
