@@ -8,10 +8,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bson::oid::ObjectId;
+use bytes::Bytes;
 use mongodb::change_stream::event::ResumeToken;
 use mongodb::error::ErrorKind;
 use tokio::sync::{mpsc, watch};
@@ -21,10 +22,49 @@ use crate::index::{Index, Insert};
 use crate::log::{LogKey, LogLine};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
+use crate::sse::SHARED_FORMATS;
 use crate::store::{Change, Inserts, Store};
 
 /// What a subscriber receives: one inserted line, shared by all subscribers of its log.
-pub(crate) type Event = Arc<LogLine>;
+pub(crate) type Event = Arc<Live>;
+
+/// One inserted line as the hub hands it out, with its frames as the subscribers encode them.
+///
+/// A line's position is the same for every subscriber of its log, so its frame in a format is
+/// the same bytes for all of them: the first subscriber to need it encodes it, the others
+/// share it (with thousands of viewers of one log, one encoding instead of thousands).
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub line: LogLine,
+    /// Per format (`Format::shared_slot`): the position the frame was encoded at, and the frame.
+    frames: [OnceLock<(u64, Bytes)>; SHARED_FORMATS],
+}
+
+impl Live {
+    pub fn new(line: LogLine) -> Self {
+        Self { line, frames: Default::default() }
+    }
+
+    /// This line's frame in format slot `slot` at position `n`: the one encoded already, or
+    /// `encode()`. A subscriber that counts another position (which would be a bug elsewhere)
+    /// still gets its own frame, never another's.
+    pub fn frame(&self, slot: usize, n: u64, encode: impl Fn() -> Bytes) -> Bytes {
+        let (at, frame) = self.frames[slot].get_or_init(|| (n, encode()));
+        if *at == n {
+            frame.clone()
+        } else {
+            encode()
+        }
+    }
+}
+
+impl std::ops::Deref for Live {
+    type Target = LogLine;
+
+    fn deref(&self) -> &LogLine {
+        &self.line
+    }
+}
 
 /// Events a subscriber may have queued before it is considered slow.
 const QUEUE_CAPACITY: usize = 1024;
@@ -277,7 +317,7 @@ impl Hub {
                     let insert = Insert { oid: line.oid, done: line.is_done(), at: line.inserted_at };
                     self.shared.index.record(&key, insert);
                     *last_seen = Some(line.oid);
-                    self.dispatch(&key, Arc::new(line));
+                    self.dispatch(&key, Arc::new(Live::new(line)));
                 }
                 Ok(Some(Change::Invalidated)) => {
                     tracing::warn!("change stream invalidated; every subscriber resyncs from MongoDB");

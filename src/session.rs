@@ -120,7 +120,11 @@ impl From<mongodb::error::Error> for Break {
 /// Starts a session and returns its body: a stream of chunks that ends with the log, at
 /// shutdown, or never for a log that never ends. Dropping it ends the session. The permit, if
 /// any, is held for as long (`crate::combine` holds one for all its sessions).
-pub(crate) fn start(state: Arc<Sessions>, request: StreamRequest, permit: Option<OwnedSemaphorePermit>) -> Body {
+pub(crate) fn start(
+    state: Arc<Sessions>,
+    request: StreamRequest,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Body {
     let span = tracing::info_span!("stream", log_type = %request.key.log_type, id = %request.key.id, from = request.from);
     let slot = Arc::new(Slot::default());
     let session = Session {
@@ -329,6 +333,14 @@ impl Session {
                 _ = self.state.shutdown.wait() => return Err(Break::Shutdown),
             };
             let Some(event) = event else { return Ok(()) };
+            // One new line and nothing queued behind it, the usual case: its frame is the same
+            // for every subscriber of the log, so it is encoded once and shared.
+            if subscription.events.is_empty() {
+                if let Some(frame) = self.shared(&event) {
+                    self.send(frame).await?;
+                    continue;
+                }
+            }
             let mut buf = Frames::default();
             let mut finished = self.live(&event, &mut buf);
             // Take a burst in one write.
@@ -352,10 +364,31 @@ impl Session {
         if self.seen.remove(&event.oid) {
             return false;
         }
+        self.observe_delay(event);
+        self.consume(event, buf)
+    }
+
+    /// The shared frame of a live line the client lacks, taking it as [`Session::live`] would;
+    /// `None` (and nothing taken) for any other case: a line already sent from the backlog,
+    /// one before the client's position, or `[DONE]`, which ends the stream.
+    fn shared(&mut self, event: &Event) -> Option<Bytes> {
+        let n = self.pos + 1;
+        if event.is_done() || n <= self.from || self.seen.contains(&event.oid) {
+            return None;
+        }
+        let format = &self.format;
+        let frame = event.frame(format.shared_slot(), n, || format.single(n, &event.text, event.time_ms()));
+        self.observe_delay(event);
+        self.pos = n;
+        self.last = Some(event.oid);
+        self.state.metrics.lines_sent.inc();
+        Some(frame)
+    }
+
+    fn observe_delay(&self, event: &Event) {
         if let Some(delay) = event.inserted_at.and_then(|at| at.elapsed().ok()) {
             self.state.metrics.insert_to_send.observe(delay.as_secs_f64());
         }
-        self.consume(event, buf)
     }
 
     /// Takes the next line of the log; writes it if the client lacks it. True at `[DONE]`.

@@ -56,6 +56,9 @@ impl Frames {
     }
 }
 
+/// How many formats can share a live line's frame between subscribers (`Format::shared_slot`).
+pub(crate) const SHARED_FORMATS: usize = 6;
+
 /// The first bytes of every stream: how long EventSource waits before reconnecting.
 pub(crate) fn retry(ms: u64) -> Bytes {
     Bytes::from(format!("retry: {ms}\n\n"))
@@ -75,6 +78,28 @@ impl Format {
     /// What an idle response sends so proxies keep it open; plain text has no comments.
     pub fn keep_alive(&self) -> Option<Bytes> {
         self.frames_response().then(keep_alive)
+    }
+
+    /// Where a live line's frame in this format is kept for other subscribers of the log
+    /// (`crate::hub::Live`): a frame depends only on the line, its position and the format
+    /// (for `Multi`, the log's key, the same for every subscriber of the log).
+    pub fn shared_slot(&self) -> usize {
+        match self {
+            Format::Text => 0,
+            Format::Json => 1,
+            Format::Batch { times: false } => 2,
+            Format::Batch { times: true } => 3,
+            Format::Raw => 4,
+            Format::Multi(_) => 5,
+        }
+    }
+
+    /// Line number `n` alone, as a complete write (a sealed event in `Batch`).
+    pub fn single(&self, n: u64, text: &str, t: u64) -> Bytes {
+        let mut frames = Frames::default();
+        self.line(&mut frames, n, text, t);
+        self.seal(&mut frames, n);
+        frames.take()
     }
 
     /// Whether the session writes the SSE preamble and keep-alives itself: not in plain text,

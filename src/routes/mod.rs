@@ -222,7 +222,9 @@ mod tests {
         ] {
             assert!(is_stream_path(path), "{path}");
         }
-        for path in ["/", "/api/v1/logs", "/api/v1/logs/ci/42", "/logs/ci/42", "/metrics", "/api/v1/logs/ci/stream"] {
+        for path in
+            ["/", "/api/v1/logs", "/api/v1/logs/ci/42", "/logs/ci/42", "/metrics", "/api/v1/logs/ci/stream"]
+        {
             assert!(!is_stream_path(path), "{path}");
         }
     }

@@ -192,8 +192,9 @@ async fn write(stream: &mut TcpStream, response: Response, close: bool) -> std::
             },
         };
         if chunked {
-            let size = format!("{:x}\r\n", data.len());
-            write_all_vectored(stream, &[size.as_bytes(), &data, b"\r\n"]).await?;
+            let mut size = [0u8; 18];
+            let size = chunk_size_line(data.len(), &mut size);
+            write_all_vectored(stream, [size, &data, b"\r\n"]).await?;
         } else {
             stream.write_all(&data).await?;
         }
@@ -202,6 +203,17 @@ async fn write(stream: &mut TcpStream, response: Response, close: bool) -> std::
         stream.write_all(b"0\r\n\r\n").await?;
     }
     Ok(quiet)
+}
+
+/// `len` in hex and CRLF, the line before a chunk, written into `buf`.
+fn chunk_size_line(len: usize, buf: &mut [u8; 18]) -> &[u8] {
+    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
+    for (at, slot) in buf[..digits].iter_mut().enumerate() {
+        let nibble = (len >> (4 * (digits - 1 - at))) & 0xf;
+        *slot = b"0123456789abcdef"[nibble];
+    }
+    buf[digits..digits + 2].copy_from_slice(b"\r\n");
+    &buf[..digits + 2]
 }
 
 fn field(head: &mut Vec<u8>, name: &str, value: &[u8]) {
@@ -213,8 +225,8 @@ fn field(head: &mut Vec<u8>, name: &str, value: &[u8]) {
 
 /// Writes the pieces in one system call when the socket takes them all (the usual case for an
 /// event), else finishes piece by piece.
-async fn write_all_vectored(stream: &mut TcpStream, pieces: &[&[u8]]) -> std::io::Result<()> {
-    let slices: Vec<IoSlice<'_>> = pieces.iter().map(|p| IoSlice::new(p)).collect();
+async fn write_all_vectored(stream: &mut TcpStream, pieces: [&[u8]; 3]) -> std::io::Result<()> {
+    let slices = pieces.map(IoSlice::new);
     let mut written = stream.write_vectored(&slices).await?;
     for piece in pieces {
         if written >= piece.len() {
@@ -240,13 +252,23 @@ mod tests {
 
     #[test]
     fn a_plain_stream_get_is_taken_with_its_headers() {
-        let t = taken("GET /api/v1/logs/ci/42/stream?from=3 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 7\r\n\r\n").unwrap();
+        let t = taken("GET /api/v1/logs/ci/42/stream?from=3 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 7\r\n\r\n")
+            .unwrap();
         assert_eq!(t.request.uri().path(), "/api/v1/logs/ci/42/stream");
         assert_eq!(t.request.uri().query(), Some("from=3"));
         assert_eq!(t.request.headers()["last-event-id"], "7");
         assert!(!t.close);
-        let t = taken("GET /api/v1/sse/logs/?type=a&id=1 HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n").unwrap();
+        let t = taken("GET /api/v1/sse/logs/?type=a&id=1 HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n")
+            .unwrap();
         assert!(t.close);
+    }
+
+    #[test]
+    fn chunk_size_lines_are_hex() {
+        let mut buf = [0u8; 18];
+        for len in [0, 1, 9, 10, 15, 16, 255, 4096, 32 * 1024 + 7, usize::MAX] {
+            assert_eq!(chunk_size_line(len, &mut buf), format!("{len:x}\r\n").as_bytes());
+        }
     }
 
     #[test]

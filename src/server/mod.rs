@@ -84,7 +84,8 @@ pub(crate) async fn serve(
                 Err(_) | Ok(Err(_)) => return,
                 // Boxed, so that a stream answered by `h1` does not carry hyper's connection state.
                 Ok(Ok(true)) => {
-                    Box::pin(run(watcher, builders.http2.serve_connection(TokioIo::new(stream), service))).await
+                    Box::pin(run(watcher, builders.http2.serve_connection(TokioIo::new(stream), service)))
+                        .await
                 }
                 Ok(Ok(false)) => {
                     if let Some(taken) = h1::take(&mut stream).await {
@@ -92,7 +93,8 @@ pub(crate) async fn serve(
                             return;
                         }
                     }
-                    Box::pin(run(watcher, builders.http1.serve_connection(TokioIo::new(stream), service))).await
+                    Box::pin(run(watcher, builders.http1.serve_connection(TokioIo::new(stream), service)))
+                        .await
                 }
             };
             // A client hanging up mid-stream is normal traffic for a streaming service.

@@ -172,3 +172,64 @@ async fn with_max_pool_size_3_live_lines_reach_an_open_viewer_while_a_thousand_s
         finished_when_received[LIVE - 1]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_subscribers_of_one_log_get_the_same_bytes_with_every_line_once() {
+    // A live line's frame is encoded once and shared by every subscriber of its log (per
+    // format); each must still get every line once, in order, with its own correct position.
+    const STREAMS: usize = 1000;
+    const LINES: usize = 60;
+    let app = Arc::new(spawn_app().await);
+    app.write("same", 7_i64, &["line 1"]).await;
+    let mut readers = Vec::new();
+    for k in 0..STREAMS {
+        let format = if k % 2 == 0 { "" } else { "format=json" };
+        let response = app.http.get(app.stream_url("same", "7", format)).send().await.expect("request sent");
+        assert_eq!(response.status(), 200);
+        readers.push(tokio::spawn(async move { (k % 2, response.bytes().await.expect("the whole stream")) }));
+    }
+    while app.metric("sse_logs_hub_subscribers") < STREAMS as f64 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // One line at a time (the shared path), then bursts (several lines per write).
+    for k in 2..=LINES / 2 {
+        app.write("same", 7_i64, &[&format!("line {k}")]).await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let rest: Vec<String> = (LINES / 2 + 1..=LINES).map(|k| format!("line {k}")).collect();
+    for chunk in rest.chunks(10) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        app.write("same", 7_i64, &refs).await;
+    }
+    app.write("same", 7_i64, &["[DONE]"]).await;
+    let mut bodies: [Vec<bytes::Bytes>; 2] = [Vec::new(), Vec::new()];
+    for reader in readers {
+        let (format, body) =
+            tokio::time::timeout(PATIENCE * 3, reader).await.expect("reader finishes").unwrap();
+        bodies[format].push(body);
+    }
+    let mut text = String::from("retry: 2000\n\n");
+    for k in 1..=LINES {
+        text.push_str(&format!("id: {k}\ndata: line {k}\n\n"));
+    }
+    text.push_str(&format!("id: {}\ndata: [DONE]\n\n", LINES + 1));
+    for body in &bodies[0] {
+        assert_eq!(std::str::from_utf8(body).unwrap(), text, "text stream");
+    }
+    // JSON events carry each line's time: compare the subscribers with each other, and the
+    // first with the expected events up to the times.
+    for body in &bodies[1] {
+        assert_eq!(body, &bodies[1][0], "every JSON subscriber got the same bytes");
+    }
+    let first = std::str::from_utf8(&bodies[1][0]).unwrap();
+    let events: Vec<&str> = first.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.len(), LINES + 2, "retry, every line once, done: {first}");
+    for (k, event) in events[1..=LINES].iter().enumerate() {
+        let n = k + 1;
+        assert!(
+            event.starts_with(&format!("id: {n}\ndata: {{\"n\":{n},\"line\":\"line {n}\",\"t\":")),
+            "{event}"
+        );
+    }
+    assert_eq!(bodies[0].len() + bodies[1].len(), STREAMS);
+}
