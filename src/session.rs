@@ -28,6 +28,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use sync_wrapper::SyncWrapper;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::backoff::Backoff;
@@ -323,16 +324,33 @@ impl Session {
     /// Sends live events until the hub drops this subscriber (returns `Ok`) or the session stops.
     async fn follow(&mut self, subscription: &mut Subscription) -> Result<(), Break> {
         let keep_alive = self.state.sse.keep_alive();
+        // The keep-alive timer and the shutdown waiter are made once, not per line: with many
+        // subscribers of a log, making them anew for each line registers and removes a timer
+        // and a waiter per subscriber, on structures every session shares. The timer is moved
+        // on only when it fires, to `keep_alive` after the last write.
+        let stop = self.state.shutdown.wait_owned();
+        tokio::pin!(stop);
+        let idle = tokio::time::sleep(keep_alive);
+        tokio::pin!(idle);
+        let mut last_sent = Instant::now();
         loop {
             let event = tokio::select! {
+                // A queued line is taken without polling the others.
+                biased;
                 event = subscription.events.recv() => event,
-                _ = tokio::time::sleep(keep_alive) => {
-                    self.keep_alive().await?;
+                _ = &mut stop => return Err(Break::Shutdown),
+                _ = &mut idle => {
+                    let due = last_sent + keep_alive;
+                    if due <= Instant::now() {
+                        self.keep_alive().await?;
+                        last_sent = Instant::now();
+                    }
+                    idle.as_mut().reset(last_sent + keep_alive);
                     continue;
                 }
-                _ = self.state.shutdown.wait() => return Err(Break::Shutdown),
             };
             let Some(event) = event else { return Ok(()) };
+            last_sent = Instant::now();
             // One new line and nothing queued behind it, the usual case: its frame is the same
             // for every subscriber of the log, so it is encoded once and shared.
             if subscription.events.is_empty() {

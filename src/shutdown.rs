@@ -31,6 +31,11 @@ impl Shutdown {
     pub async fn wait(&self) {
         self.token.cancelled().await;
     }
+
+    /// [`Shutdown::wait`] as a future of its own, to keep across many `select!`s.
+    pub fn wait_owned(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.token.clone().cancelled_owned()
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM (Ctrl-C only, off Unix).
