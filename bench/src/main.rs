@@ -281,11 +281,6 @@ async fn run(args: Args) -> Result<(), String> {
         sections::fanout(&ctx, &plan, &sse, seed.as_ref().ok(), nchan.as_ref().ok(), &mut report).await;
     }
 
-    // Issue 18: live delivery while many streams open.
-    if wanted("burst") {
-        sections::burst(&ctx, &plan, &sse, &mut report).await;
-    }
-
     // 3: replay, and issue 17's redaction cost on the same log.
     if wanted("replay") || wanted("redact") {
         match sections::big_log(&ctx, &plan, &mut report).await {
@@ -318,6 +313,11 @@ async fn run(args: Args) -> Result<(), String> {
     }
     if wanted("growth") {
         sections::growth(&ctx, &plan, &sse, &mut report).await;
+    }
+
+    // Issue 18: live delivery while many streams open (in processes of its own).
+    if wanted("burst") {
+        sections::burst(&ctx, &plan, launch, &mut report).await;
     }
 
     drop(sse);

@@ -777,6 +777,8 @@ pub struct Burst {
     pub get_mores: u64,
     /// From hanging up the burst streams until sse-logs had closed them all.
     pub close_secs: f64,
+    /// Then, how long a snapshot of the long log took (`None`: no answer within 10 s).
+    pub snapshot_after_ms: Option<f64>,
 }
 
 pub async fn burst(
@@ -860,6 +862,14 @@ pub async fn burst(
         .map_err(|e| format!("insert: {e}"))?;
     let samples = viewer.join(Duration::from_secs(10)).await;
     closed.map_err(|e| format!("the burst's streams did not close: {e}"))?;
+    // Whether the service still reads MongoDB once the burst is gone.
+    let probe = Instant::now();
+    let url = format!("http://{}/api/v1/logs/burst/{long_id}?limit=1", sse.addr);
+    let snapshot = tokio::time::timeout(Duration::from_secs(10), ctx.http.get(&url).send()).await;
+    let snapshot_after_ms = match snapshot {
+        Ok(Ok(r)) if r.status().is_success() => Some(probe.elapsed().as_secs_f64() * 1000.0),
+        _ => None,
+    };
     let (mut pre, mut during) = (Vec::new(), Vec::new());
     let last_during = last_during.min(written);
     for &(seq, micros) in samples.iter().flatten() {
@@ -882,5 +892,6 @@ pub async fn burst(
         finds: delta.count("find"),
         get_mores: delta.count("getMore"),
         close_secs,
+        snapshot_after_ms,
     })
 }
