@@ -660,7 +660,9 @@ pub async fn redact(
     let streaming = |runs: &[scenarios::Replay]| Runs::of(runs.iter().map(scenarios::Replay::streaming_rate));
     let (sw, so) = (streaming(&with).median(), streaming(&without).median());
     let (tw, to) = (total(&with).median(), total(&without).median());
-    report.summary.redact = Some((sw, so, REDACT_PATTERNS.len()));
+    if !incomplete {
+        report.summary.redact = Some((sw, so, REDACT_PATTERNS.len()));
+    }
     report.rows.push(Row {
         scenario: format!(
             "3. replay the {}-line log with {} redact.patterns vs none (issue 17; no line matches)",
@@ -679,7 +681,11 @@ pub async fn redact(
         seed: NOT_MEASURED.into(),
         nchan: NOT_MEASURED.into(),
         target: "—".into(),
-        verdict: format!("with = {:.2}× without ({:.2}× whole)", sw / so, tw / to),
+        verdict: if incomplete {
+            "not measured (a replay was incomplete)".into()
+        } else {
+            format!("with = {:.2}× without ({:.2}× whole)", sw / so, tw / to)
+        },
     });
 }
 
