@@ -290,7 +290,7 @@ async fn run(args: Args) -> Result<(), String> {
                     settle(&ctx, &sse).await;
                 }
                 if wanted("redact") {
-                    sections::redact(&ctx, &plan, launch, &sse, &big, &mut report).await;
+                    sections::redact(&ctx, &plan, launch, &big, &mut report).await;
                 }
             }
             Err(e) => report.rows.push(Row {

@@ -41,6 +41,15 @@ fn split<T>(what: &str, results: Vec<Result<T, String>>, report: &mut Report) ->
     (ok, tried)
 }
 
+/// "one run" or "medians of 3 runs", for the notes.
+fn medians(runs: usize) -> String {
+    if runs == 1 {
+        "one run".into()
+    } else {
+        format!("medians of {runs} runs")
+    }
+}
+
 fn kib(x: f64) -> String {
     format!("{x:.1}")
 }
@@ -86,11 +95,11 @@ pub async fn many(ctx: &Ctx, plan: &Plan, launch: Launch<'_>, h2: bool, report: 
     if !runs.is_empty() {
         let missing: usize = runs.iter().map(|r| r.missing).sum();
         report.notes.push(format!(
-            "{what} ({how}; medians of {} runs in fresh processes): {} streams connected in {:.1} s; \
+            "{what} ({how}; {} in fresh processes): {} streams connected in {:.1} s; \
              sse-logs RSS {:.1} MiB before, {:.1} MiB with them open, {:.1} MiB after they closed; \
              one line to each log (insert_many of 100, {:.2} s for MongoDB) reached its stream: \
              p50 / p99 {} ms, all {:.2} s after the first insert ({} missing in all runs).",
-            runs.len(),
+            medians(runs.len()),
             thousands(n),
             m(&|r| r.connect_secs),
             m(&|r| r.rss_before_kib as f64) / 1024.0,
@@ -414,10 +423,10 @@ pub async fn replay(
         report.summary.replay = Some((rate.median(), complete, plan.replay_lines));
         let breakdown = &runs[runs.len() / 2].breakdown;
         report.notes.push(format!(
-            "Scenario 3: each {}-line replay cost MongoDB {} commands (median of {} runs; one run: {breakdown}).",
+            "Scenario 3: each {}-line replay cost MongoDB {} commands ({}; one run: {breakdown}).",
             thousands(plan.replay_lines),
             figure(Runs::of(runs.iter().map(|r| r.commands as f64)).median()),
-            runs.len()
+            medians(runs.len())
         ));
         (
             format!(
@@ -604,21 +613,21 @@ pub const REDACT_PATTERNS: [&str; 10] = [
     "(?i)(?:password|passwd|secret)[ \\t]*[=:][ \\t]*[^ \\t]+",
 ];
 
-/// Issue 17's redaction cost: the big replay in a second sse-logs started with ten
-/// `redact.patterns`, alternating with the main one (no patterns).
-pub async fn redact(
-    ctx: &Ctx,
-    plan: &Plan,
-    launch: Launch<'_>,
-    sse: &SseLogs,
-    big: &str,
-    report: &mut Report,
-) {
+/// Issue 17's redaction cost: the big replay from two fresh sse-logs, one started with ten
+/// `redact.patterns`, one without, taking turns.
+pub async fn redact(ctx: &Ctx, plan: &Plan, launch: Launch<'_>, big: &str, report: &mut Report) {
     let patterns = REDACT_PATTERNS.join("\n");
-    let redacting = match launch.start(ctx, "redact", &[("SSE_LOGS__REDACT__PATTERNS", &patterns)]).await {
-        Ok(s) => s,
+    // Two processes started together, so that neither has served more than the other.
+    let started = async {
+        let plain = launch.start(ctx, "redact-none", &[]).await?;
+        let redacting =
+            launch.start(ctx, "redact-with", &[("SSE_LOGS__REDACT__PATTERNS", &patterns)]).await?;
+        Ok::<_, String>((plain, redacting))
+    };
+    let (plain, redacting) = match started.await {
+        Ok(both) => both,
         Err(e) => {
-            report.notes.push(format!("Redaction: the second sse-logs did not start: {e}"));
+            report.notes.push(format!("Redaction: an sse-logs did not start: {e}"));
             report.rows.push(Row {
                 scenario: "3. replay with redact.patterns".into(),
                 sse: err_cell(&e),
@@ -637,14 +646,20 @@ pub async fn redact(
             plan.runs
         ));
         let cap = Duration::from_secs(120);
-        without.push(scenarios::replay(ctx, Peer::SseLogs(sse), "replay", big, plan.replay_lines, cap).await);
-        settle(ctx, sse).await;
-        with.push(
-            scenarios::replay(ctx, Peer::SseLogs(&redacting), "replay", big, plan.replay_lines, cap).await,
-        );
-        settle(ctx, &redacting).await;
+        // Each goes first in turn.
+        for redacts in [round % 2 == 1, round % 2 == 0] {
+            let sse = if redacts { &redacting } else { &plain };
+            let r = scenarios::replay(ctx, Peer::SseLogs(sse), "replay", big, plan.replay_lines, cap).await;
+            if redacts {
+                with.push(r)
+            } else {
+                without.push(r)
+            }
+            settle(ctx, sse).await;
+        }
     }
     drop(redacting);
+    drop(plain);
     let (with, tried) = split("Redaction (with patterns)", with, report);
     let (without, _) = split("Redaction (without)", without, report);
     let incomplete = with.iter().chain(&without).any(|r| !r.complete);
@@ -858,11 +873,11 @@ pub async fn push(ctx: &Ctx, plan: &Plan, sse: &SseLogs, report: &mut Report) {
         } else {
             let m = |f: &dyn Fn(&scenarios::Push) -> f64| Runs::of(runs.iter().map(f)).median();
             report.notes.push(format!(
-                "Scenario 6 ({writers} writer(s), medians of {} runs): {} lines in {} requests; writer 0's first five \
+                "Scenario 6 ({writers} writer(s), {}): {} lines in {} requests; writer 0's first five \
                  requests took {} ms on average, its last five {} ms (each log grew to {} lines).",
-                runs.len(),
+                medians(runs.len()),
                 thousands(m(&|p| p.lines as f64) as usize),
-                figure(m(&|p| p.request.n as f64)),
+                thousands(m(&|p| p.request.n as f64) as usize),
                 figure(m(&|p| p.first_ms)),
                 figure(m(&|p| p.last_ms)),
                 thousands(m(&|p| (p.lines / p.writers) as f64) as usize)
@@ -988,17 +1003,21 @@ pub async fn burst(ctx: &Ctx, plan: &Plan, launch: Launch<'_>, report: &mut Repo
     let (b50, b99) = (of(&|b| b.before.p50), of(&|b| b.before.p99));
     report.summary.burst = Some((p50.median(), p99.median(), b99.median(), streams));
     let missing: usize = runs.iter().map(|b| b.missing).sum();
+    let backlog = match of(&|b| b.backlog_lines).median() {
+        lines if lines.is_finite() => thousands(lines as usize),
+        _ => "an unknown number of (metrics did not answer)".into(),
+    };
     report.notes.push(format!(
-        "Open burst (medians of {} runs): at the end of the {:?} window {} of the {} streams had their response \
+        "Open burst ({}): at the end of the {:?} window {} of the {} streams had their response \
          head and {} were subscribed; sse-logs read {} backlog lines meanwhile, MongoDB ran {} find and {} getMore; \
          after hanging up, sse-logs had closed them all {} s later. The viewer got {} lines during the window \
          ({missing} missing in all runs). Then a snapshot of the long log (`?limit=1`) answered in: {}.",
-        runs.len(),
+        medians(runs.len()),
         plan.burst_window,
         thousands(of(&|b| b.opened as f64).median() as usize),
         thousands(streams),
         thousands(of(&|b| b.subscribed as f64).median() as usize),
-        thousands(of(&|b| b.backlog_lines).median() as usize),
+        backlog,
         figure(of(&|b| b.finds as f64).median()),
         figure(of(&|b| b.get_mores as f64).median()),
         of(&|b| b.close_secs).show(),
