@@ -50,6 +50,19 @@ impl SseLogs {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // The index of logs is built at start by reading every log: that read must not overlap
+        // a measurement. The list answers 503 until it is done.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let list = http.get(format!("http://{addr}/api/v1/logs?limit=1")).send().await;
+            if matches!(list, Ok(ref r) if r.status().is_success()) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err("sse-logs did not build its index of logs (GET /api/v1/logs) within 300 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         Ok(Self { addr, child })
     }
 
