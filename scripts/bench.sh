@@ -3,8 +3,8 @@
 # tool (bench/, the workspace member sse-logs-bench), installs the peers once (cached), starts a
 # fresh MongoDB server (SecantusDB, as the tests do) for the run, and prints the result table.
 #
-#   scripts/bench.sh              full run: each figure the median of 3 runs (about 12 minutes)
-#   scripts/bench.sh --quick      one run of each, smaller (about 3 minutes on 2 cores)
+#   scripts/bench.sh              full run: each figure the median of 3 runs (about 13 minutes)
+#   scripts/bench.sh --quick      one run of each, smaller (about 2.5 minutes on 2 cores)
 #   options: --no-peers           sse-logs alone (skip the seed's Sanic view and Nchan)
 #            --out FILE           also write the table there (default target/bench/results-MODE.md)
 #            --only GROUPS        some of many,h2mem,fanout,burst,replay,redact,idle,push,growth

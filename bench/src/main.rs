@@ -325,12 +325,14 @@ async fn run(args: Args) -> Result<(), String> {
     drop(nchan);
     let mode = if args.quick { "quick" } else { "full" };
     let runs = if plan.runs == 1 {
-        "one run per figure".to_owned()
+        "One run per figure".to_owned()
     } else {
         format!(
-            "each figure the median of {} runs, (min–max) over them; the seed's fan-out, idle and small-replay \
-             figures {} run(s)",
-            plan.runs, plan.seed_runs
+            "Each figure is the median of {} runs, (min–max) over them; a cell with fewer runs says so (the \
+             seed's fan-out, idle and {}-line replay: {})",
+            plan.runs,
+            report::thousands(plan.seed_replay_lines),
+            if plan.seed_runs == 1 { "one run".to_owned() } else { format!("{} runs", plan.seed_runs) }
         )
     };
     let preamble = [

@@ -245,7 +245,8 @@ pub async fn fanout(
         }
         ok.insert(key, (runs, tried));
     }
-    let usual = |system: &str| if system == "seed" { plan.seed_runs } else { plan.runs };
+    // A cell with fewer runs than the rest of the table (the seed's) says so.
+    let usual = |_: &str| plan.runs;
     let cell = |system: &'static str, viewers: usize, ran: bool, each: bool| match ok.get(&(system, viewers))
     {
         Some((runs, tried)) if !runs.is_empty() => {
@@ -545,7 +546,7 @@ pub async fn replay(
         scenario: format!("3. replay a {}-line log to 1 client", thousands(n)),
         measure: "time (lines/s)".into(),
         sse: describe(&ours, plan.runs),
-        seed: theirs.as_ref().map_or(NOT_RUN.into(), |t| describe(t, plan.seed_runs)),
+        seed: theirs.as_ref().map_or(NOT_RUN.into(), |t| describe(t, plan.runs)),
         nchan: NOT_MEASURED.into(),
         target: "≥ 10× faster than seed".into(),
         verdict: time_verdict,
@@ -554,7 +555,7 @@ pub async fn replay(
         scenario: format!("3. MongoDB commands for that {}-line replay", thousands(n)),
         measure: "commands (per line)".into(),
         sse: commands(&ours, plan.runs),
-        seed: theirs.as_ref().map_or(NOT_RUN.into(), |t| commands(t, plan.seed_runs)),
+        seed: theirs.as_ref().map_or(NOT_RUN.into(), |t| commands(t, plan.runs)),
         nchan: NOT_MEASURED.into(),
         target: "≥ 10× fewer than seed".into(),
         verdict: commands_verdict,
@@ -746,7 +747,8 @@ pub async fn idle(ctx: &Ctx, plan: &Plan, sse: &SseLogs, seed: Option<&Seed>, re
     }
     type Idles = (Vec<scenarios::Idle>, usize);
     let runs_of = |r: &Idles, f: &dyn Fn(&scenarios::Idle) -> f64| Runs::of(r.0.iter().map(f));
-    let usual = |seedy: bool| if seedy { plan.seed_runs } else { plan.runs };
+    // A cell with fewer runs than the rest of the table (the seed's) says so.
+    let usual = |_: bool| plan.runs;
     let rate = |r: &Idles, seedy: bool| {
         if r.0.is_empty() {
             return "error: every run failed (see notes)".to_owned();
