@@ -3,11 +3,14 @@
 # tool (bench/, the workspace member sse-logs-bench), installs the peers once (cached), starts a
 # fresh MongoDB server (SecantusDB, as the tests do) for the run, and prints the result table.
 #
-#   scripts/bench.sh              full run (10,000 viewers on one log, 30 s idle windows, ...)
-#   scripts/bench.sh --quick      under 2 minutes on 2 cores, first builds and installs aside
+#   scripts/bench.sh              full run: each figure the median of 3 runs (about 13 minutes)
+#   scripts/bench.sh --quick      one run of each, smaller (about 2.5 minutes on 2 cores)
 #   options: --no-peers           sse-logs alone (skip the seed's Sanic view and Nchan)
 #            --out FILE           also write the table there (default target/bench/results-MODE.md)
-#            --only GROUPS        some of many,fanout,replay,idle,push (comma-separated)
+#            --only GROUPS        some of many,h2mem,fanout,burst,replay,redact,idle,push,growth
+#                                 (comma-separated)
+# The table ends with the targets checked on the run's own figures. Builds go to
+# $CARGO_TARGET_DIR (default target/).
 #
 # Peers: the seed's design (bench/peers/seed_sanic.py: sanic + motor from PyPI in a virtualenv
 # under ${SSE_LOGS_CACHE:-~/.cache/sse-logs}/bench-venv) and Nchan (Debian's nginx and
@@ -29,7 +32,7 @@ while [ $# -gt 0 ]; do
         --out) out="$2"; shift ;;
         --out=*) out="${1#--out=}" ;;
         --only) only=(--only "$2"); shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) log "unknown option $1"; exit 2 ;;
     esac
     shift
@@ -45,8 +48,9 @@ ulimit -n "$hard" 2>/dev/null || true
 log "building sse-logs and the load tool (release)"
 cargo build --release --locked --bin sse-logs >&2
 cargo build --release --locked -p sse-logs-bench >&2
-tool=target/release/bench
-args=(--sse-logs-bin target/release/sse-logs --out "$out")
+target_dir="${CARGO_TARGET_DIR:-target}"
+tool="$target_dir/release/bench"
+args=(--sse-logs-bin "$target_dir/release/sse-logs" --out "$out")
 
 if [ "$peers" = 1 ]; then
     # The seed's Sanic view.

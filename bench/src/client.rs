@@ -167,25 +167,34 @@ impl SseClient {
     where
         F: FnMut(&[u8]) -> ControlFlow<()>,
     {
-        let mut start = 0;
-        let mut flow = ControlFlow::Continue(());
-        while let Some(eol) = self.body[start..].iter().position(|&b| b == b'\n') {
-            let mut line = &self.body[start..start + eol];
-            start += eol + 1;
-            if let Some(stripped) = line.strip_suffix(b"\r") {
-                line = stripped;
-            }
-            if let Some(value) = line.strip_prefix(b"data:") {
-                let value = value.strip_prefix(b" ").unwrap_or(value);
-                if on_data(value).is_break() {
-                    flow = ControlFlow::Break(());
-                    break;
-                }
+        data_lines(&mut self.body, on_data)
+    }
+}
+
+/// Hands the complete lines of an event stream's `body` that are `data:` fields to `on_data`,
+/// and removes them (and every other complete line) from `body`.
+pub fn data_lines<F>(body: &mut Vec<u8>, on_data: &mut F) -> ControlFlow<()>
+where
+    F: FnMut(&[u8]) -> ControlFlow<()>,
+{
+    let mut start = 0;
+    let mut flow = ControlFlow::Continue(());
+    while let Some(eol) = body[start..].iter().position(|&b| b == b'\n') {
+        let mut line = &body[start..start + eol];
+        start += eol + 1;
+        if let Some(stripped) = line.strip_suffix(b"\r") {
+            line = stripped;
+        }
+        if let Some(value) = line.strip_prefix(b"data:") {
+            let value = value.strip_prefix(b" ").unwrap_or(value);
+            if on_data(value).is_break() {
+                flow = ControlFlow::Break(());
+                break;
             }
         }
-        self.body.drain(..start);
-        flow
     }
+    body.drain(..start);
+    flow
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

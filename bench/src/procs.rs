@@ -187,3 +187,14 @@ pub fn machine() -> String {
         kernel.trim()
     )
 }
+
+/// The load average (1, 5 and 15 minutes) as `/proc/loadavg` gives it.
+pub fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let parts: Vec<&str> = text.split_ascii_whitespace().take(3).collect();
+    if parts.len() == 3 {
+        parts.join(" ")
+    } else {
+        "unknown".into()
+    }
+}

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::client::SseClient;
+use crate::h2c::H2Streams;
 use crate::procs;
 use crate::systems::{Counters, Nchan, Seed, SseLogs};
 
@@ -32,6 +33,15 @@ pub struct Ctx {
     pub mongod_pid: Option<u32>,
     /// Connections opened at once.
     pub connect_concurrency: usize,
+    /// Numbers the logs of this run, so that no two measurements share one.
+    pub serial: AtomicUsize,
+}
+
+impl Ctx {
+    /// A log id (or type) no other measurement of this run uses: `{prefix}{run}-{serial}`.
+    pub fn fresh(&self, prefix: &str) -> String {
+        format!("{prefix}{}-{}", self.run, self.serial.fetch_add(1, Ordering::Relaxed))
+    }
 }
 
 /// A system that serves SSE streams of logs.
@@ -96,21 +106,7 @@ impl Peer<'_> {
     async fn wait_subscribed(&self, ctx: &Ctx, viewers: usize, before: &Counters) -> Result<(), String> {
         let limit = Duration::from_secs(30 + viewers as u64 / 200);
         match self {
-            Peer::SseLogs(sse) => {
-                sse.wait_metric(&ctx.http, "sse_logs_hub_subscribers", limit, |v| v >= viewers as f64)
-                    .await?;
-                let deadline = Instant::now() + limit;
-                loop {
-                    let finds = Counters::read(&ctx.mongo).await?.since(before).count("find");
-                    if finds >= viewers as u64 {
-                        return Ok(());
-                    }
-                    if Instant::now() > deadline {
-                        return Err(format!("only {finds} of {viewers} backlog reads done after {limit:?}"));
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
+            Peer::SseLogs(sse) => wait_live(ctx, sse, viewers, before, limit).await,
             // Nchan subscribes a client before it answers; the warm-up lines make sure anyway.
             Peer::Nchan(_) => {
                 tokio::time::sleep(Duration::from_millis(300)).await;
@@ -122,6 +118,29 @@ impl Peer<'_> {
                 Ok(())
             }
         }
+    }
+}
+
+/// Waits until `streams` streams of sse-logs are subscribed to its hub (its metric) and
+/// MongoDB has run their backlog `find`s since `before`.
+async fn wait_live(
+    ctx: &Ctx,
+    sse: &SseLogs,
+    streams: usize,
+    before: &Counters,
+    limit: Duration,
+) -> Result<(), String> {
+    sse.wait_metric(&ctx.http, "sse_logs_hub_subscribers", limit, |v| v >= streams as f64).await?;
+    let deadline = Instant::now() + limit;
+    loop {
+        let finds = Counters::read(&ctx.mongo).await?.since(before).count("find");
+        if finds >= streams as u64 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("only {finds} of {streams} backlog reads done after {limit:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -330,7 +349,7 @@ pub struct Fanout {
 
 pub async fn fanout(ctx: &Ctx, peer: Peer<'_>, viewers: usize, lines: usize) -> Result<Fanout, String> {
     let total = WARMUP + lines;
-    let id = format!("f{}{viewers}-{}", peer.tag(), ctx.run);
+    let id = ctx.fresh(&format!("f{}{viewers}-", peer.tag()));
     let paths = vec![peer.stream_path("fanout", &id); viewers];
     let before = Counters::read(&ctx.mongo).await?;
     let started = Instant::now();
@@ -390,7 +409,8 @@ pub async fn many_logs(ctx: &Ctx, sse: &SseLogs, n: usize) -> Result<ManyLogs, S
     let pid = sse.child.pid();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before_kib = procs::rss_kib(pid).ok_or("no VmRSS")?;
-    let ids: Vec<String> = (0..n).map(|i| format!("m{}-{i}", ctx.run)).collect();
+    let prefix = ctx.fresh("m");
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
     let peer = Peer::SseLogs(sse);
     let paths = ids.iter().map(|id| peer.stream_path("many", id)).collect();
     let before = Counters::read(&ctx.mongo).await?;
@@ -427,8 +447,15 @@ pub async fn many_logs(ctx: &Ctx, sse: &SseLogs, n: usize) -> Result<ManyLogs, S
     })
 }
 
-/// Writes a log of `lines` lines ending with `[DONE]`; returns how long MongoDB took.
-pub async fn prepare_log(ctx: &Ctx, log_type: &str, id: &str, lines: usize) -> Result<Duration, String> {
+/// Writes a log of `lines` lines ending with `[DONE]` (unless `open`); returns how long MongoDB
+/// took.
+pub async fn prepare_log(
+    ctx: &Ctx,
+    log_type: &str,
+    id: &str,
+    lines: usize,
+    open: bool,
+) -> Result<Duration, String> {
     let started = Instant::now();
     let mut next = 0;
     while next < lines {
@@ -439,10 +466,12 @@ pub async fn prepare_log(ctx: &Ctx, log_type: &str, id: &str, lines: usize) -> R
         ctx.coll.insert_many(documents).await.map_err(|e| format!("insert_many: {e}"))?;
         next = end;
     }
-    ctx.coll
-        .insert_one(doc! { "type": log_type, "id": id, "log": "[DONE]" })
-        .await
-        .map_err(|e| format!("insert: {e}"))?;
+    if !open {
+        ctx.coll
+            .insert_one(doc! { "type": log_type, "id": id, "log": "[DONE]" })
+            .await
+            .map_err(|e| format!("insert: {e}"))?;
+    }
     Ok(started.elapsed())
 }
 
@@ -515,8 +544,8 @@ pub struct Idle {
 }
 
 pub async fn idle(ctx: &Ctx, peer: Peer<'_>, viewers: usize, window: Duration) -> Result<Idle, String> {
-    let ids: Vec<String> =
-        (0..viewers).map(|i| format!("i{}{viewers}-{}-{i}", peer.tag(), ctx.run)).collect();
+    let prefix = ctx.fresh(&format!("i{}{viewers}-", peer.tag()));
+    let ids: Vec<String> = (0..viewers).map(|i| format!("{prefix}-{i}")).collect();
     let paths = ids.iter().map(|id| peer.stream_path("idle", id)).collect();
     let before = Counters::read(&ctx.mongo).await?;
     let group = Viewers::spawn(ctx, peer, paths, 1, None, Duration::from_secs(600));
@@ -574,7 +603,8 @@ pub async fn push(
     let handles: Vec<JoinHandle<Result<Vec<f64>, String>>> = (0..writers)
         .map(|w| {
             let (http, body) = (ctx.http.clone(), body.clone());
-            let url = format!("http://{}/api/v1/logs/push/w{w}-{}-{batch}", sse.addr, ctx.run);
+            let url =
+                format!("http://{}/api/v1/logs/push/{}", sse.addr, ctx.fresh(&format!("w{w}-{batch}-")));
             tokio::spawn(async move {
                 let mut times = Vec::new();
                 while Instant::now() < deadline && times.len() < max_requests {
@@ -615,5 +645,253 @@ pub async fn push(
         request: Dist::of(all),
         first_ms: mean(&writer0[..k]),
         last_ms: mean(&writer0[writer0.len() - k..]),
+    })
+}
+
+/// Scenario 5 over HTTP/2: `n` streams on `n` logs sharing `connections` h2c connections
+/// (memory before and after), then one line to each log.
+pub async fn many_logs_h2(
+    ctx: &Ctx,
+    sse: &SseLogs,
+    n: usize,
+    connections: usize,
+) -> Result<ManyLogs, String> {
+    let pid = sse.child.pid();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before_kib = procs::rss_kib(pid).ok_or("no VmRSS")?;
+    let prefix = ctx.fresh("h");
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    let peer = Peer::SseLogs(sse);
+    let paths = ids.iter().map(|id| peer.stream_path("many", id)).collect();
+    let before = Counters::read(&ctx.mongo).await?;
+    let started = Instant::now();
+    let streams = H2Streams::open(sse.addr, paths, connections).await?;
+    let limit = Duration::from_secs(60 + n as u64 / 100);
+    streams.wait_ready(limit).await?;
+    wait_live(ctx, sse, n, &before, limit).await?;
+    let connect_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after_kib = procs::rss_kib(pid).ok_or("no VmRSS")?;
+    let sent = Instant::now();
+    for chunk in ids.chunks(100) {
+        let documents: Vec<Document> =
+            chunk.iter().map(|id| doc! { "type": "many", "id": id, "log": stamp(0) }).collect();
+        ctx.coll.insert_many(documents).await.map_err(|e| format!("insert_many: {e}"))?;
+    }
+    let insert_secs = sent.elapsed().as_secs_f64();
+    let missing = streams.wait_data(Duration::from_secs(60)).await;
+    let all_secs = sent.elapsed().as_secs_f64();
+    let firsts = streams.finish(Duration::from_secs(10)).await;
+    let each = firsts
+        .iter()
+        .filter_map(|(at, data)| Some(at.saturating_sub(parse_stamp(data)?.1) as f64 / 1e6))
+        .collect();
+    let _ = sse.wait_metric(&ctx.http, "sse_logs_streams_open", Duration::from_secs(15), |v| v == 0.0).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_closed_kib = procs::rss_kib(pid).ok_or("no VmRSS")?;
+    Ok(ManyLogs {
+        n,
+        rss_before_kib,
+        rss_after_kib,
+        rss_closed_kib,
+        insert_secs,
+        each: Dist::of(each),
+        all_secs,
+        missing,
+        connect_secs,
+    })
+}
+
+/// Append cost as a log grows: `requests` text bodies of 1,000 lines, one at a time, to one new
+/// log of a type that already holds `others` lines of another log (written straight into
+/// MongoDB).
+#[derive(Debug, Clone, Copy)]
+pub struct Growth {
+    /// Mean request time of the first and of the last ten requests.
+    pub first_ms: f64,
+    pub last_ms: f64,
+    /// Lines in the log at the end, as the service answered (`next`).
+    pub lines: u64,
+}
+
+impl Growth {
+    pub fn ratio(&self) -> f64 {
+        self.last_ms / self.first_ms.max(1e-9)
+    }
+}
+
+pub async fn growth(ctx: &Ctx, sse: &SseLogs, requests: usize, others: usize) -> Result<Growth, String> {
+    let log_type = ctx.fresh("growth");
+    prepare_log(ctx, &log_type, "other", others, true).await?;
+    let body: String = (0..1000).map(|i| format!("{i:07} {PAD}\n")).collect();
+    let url = format!("http://{}/api/v1/logs/{log_type}/grown", sse.addr);
+    let mut times = Vec::with_capacity(requests);
+    let mut lines = 0;
+    for _ in 0..requests {
+        let t = Instant::now();
+        let response = ctx
+            .http
+            .post(&url)
+            .header("content-type", "text/plain")
+            .body(body.clone())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status().as_u16() != 201 {
+            return Err(format!("append answered {}", response.status()));
+        }
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        lines = json_u64(&text, "next").unwrap_or(0);
+    }
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+    let k = 10.min(times.len());
+    Ok(Growth { first_ms: mean(&times[..k]), last_ms: mean(&times[times.len() - k..]), lines })
+}
+
+/// The number after `"key":` in a flat JSON object.
+fn json_u64(text: &str, key: &str) -> Option<u64> {
+    let at = text.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let digits: String = text[at..].trim_start().chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Live delivery while many streams open: one viewer follows a log written every ~10 ms; after
+/// `before`, `streams` streams open at once on a `long_lines`-line log (each reads it from line 1)
+/// for `window`.
+#[derive(Debug, Clone)]
+pub struct Burst {
+    /// The viewer's insert→event latency before the burst and during it.
+    pub before: Dist,
+    pub during: Dist,
+    /// Lines written during the window that never reached the viewer.
+    pub missing: usize,
+    /// Burst streams whose response head had arrived, and that were subscribed to the hub, at
+    /// the end of the window.
+    pub opened: usize,
+    pub subscribed: usize,
+    /// Backlog lines sse-logs read from MongoDB during the window.
+    pub backlog_lines: f64,
+    /// MongoDB `find`s and `getMore`s run during the window.
+    pub finds: u64,
+    pub get_mores: u64,
+    /// From hanging up the burst streams until sse-logs had closed them all.
+    pub close_secs: f64,
+    /// Then, how long a snapshot of the long log took (`None`: no answer within 10 s).
+    pub snapshot_after_ms: Option<f64>,
+}
+
+pub async fn burst(
+    ctx: &Ctx,
+    sse: &SseLogs,
+    long_id: &str,
+    streams: usize,
+    before: Duration,
+    window: Duration,
+) -> Result<Burst, String> {
+    const EVERY: Duration = Duration::from_millis(10);
+    let peer = Peer::SseLogs(sse);
+    let live = ctx.fresh("live");
+    let most = ((before + window).as_millis() / EVERY.as_millis()) as usize + 1;
+    let counters = Counters::read(&ctx.mongo).await?;
+    let viewer = Viewers::spawn(
+        ctx,
+        peer,
+        vec![peer.stream_path("burst", &live)],
+        most,
+        None,
+        Duration::from_secs(600),
+    );
+    let viewer = viewer.ready(ctx, peer, 1, &counters).await?;
+
+    // The writer: one line every ~10 ms until told to stop.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (coll, live, stop, written) = (ctx.coll.clone(), live.clone(), stop.clone(), written.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            for seq in 0..most {
+                tick.tick().await;
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                coll.insert_one(doc! { "type": "burst", "id": &live, "log": stamp(seq) })
+                    .await
+                    .map_err(|e| format!("insert: {e}"))?;
+                written.store(seq + 1, Ordering::Relaxed);
+            }
+            Ok::<_, String>(())
+        })
+    };
+    tokio::time::sleep(before).await;
+    let first_during = written.load(Ordering::Relaxed);
+    let lines0 = sse.metric(&ctx.http, "sse_logs_backlog_lines_read_total").await.unwrap_or(f64::NAN);
+    let c0 = Counters::read(&ctx.mongo).await?;
+    let crowd = Viewers::spawn(
+        ctx,
+        peer,
+        vec![peer.stream_path("burst", long_id); streams],
+        1,
+        None,
+        Duration::from_secs(600),
+    );
+    tokio::time::sleep(window).await;
+    let last_during = written.load(Ordering::Relaxed);
+    let lines1 = sse.metric(&ctx.http, "sse_logs_backlog_lines_read_total").await.unwrap_or(f64::NAN);
+    let c1 = Counters::read(&ctx.mongo).await?;
+    let subscribed =
+        sse.metric(&ctx.http, "sse_logs_hub_subscribers").await.map_or(0, |v| (v as usize).saturating_sub(1));
+    let opened = crowd.ready.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    writer.await.map_err(|e| e.to_string())??;
+    let written = written.load(Ordering::Relaxed);
+    // Lines written during the window that are still on their way get 10 s.
+    if let Some(last) = written.checked_sub(1) {
+        viewer.wait_line(last, Duration::from_secs(10)).await;
+    }
+    let hung_up = Instant::now();
+    crowd.abort();
+    let closed =
+        sse.wait_metric(&ctx.http, "sse_logs_streams_open", Duration::from_secs(60), |v| v <= 1.0).await;
+    let close_secs = hung_up.elapsed().as_secs_f64();
+    ctx.coll
+        .insert_one(doc! { "type": "burst", "id": &live, "log": "[DONE]" })
+        .await
+        .map_err(|e| format!("insert: {e}"))?;
+    let samples = viewer.join(Duration::from_secs(10)).await;
+    closed.map_err(|e| format!("the burst's streams did not close: {e}"))?;
+    // Whether the service still reads MongoDB once the burst is gone.
+    let probe = Instant::now();
+    let url = format!("http://{}/api/v1/logs/burst/{long_id}?limit=1", sse.addr);
+    let snapshot = tokio::time::timeout(Duration::from_secs(10), ctx.http.get(&url).send()).await;
+    let snapshot_after_ms = match snapshot {
+        Ok(Ok(r)) if r.status().is_success() => Some(probe.elapsed().as_secs_f64() * 1000.0),
+        _ => None,
+    };
+    let (mut pre, mut during) = (Vec::new(), Vec::new());
+    let last_during = last_during.min(written);
+    for &(seq, micros) in samples.iter().flatten() {
+        let ms = f64::from(micros) / 1000.0;
+        match seq as usize {
+            s if s < first_during => pre.push(ms),
+            s if s < last_during => during.push(ms),
+            _ => {}
+        }
+    }
+    let missing = (last_during - first_during).saturating_sub(during.len());
+    let delta = c1.since(&c0);
+    Ok(Burst {
+        before: Dist::of(pre),
+        during: Dist::of(during),
+        missing,
+        opened,
+        subscribed,
+        backlog_lines: lines1 - lines0,
+        finds: delta.count("find"),
+        get_mores: delta.count("getMore"),
+        close_secs,
+        snapshot_after_ms,
     })
 }

@@ -10,7 +10,7 @@ use bson::{doc, Bson, Document};
 
 use crate::procs::{self, Child};
 
-/// sse-logs, the release binary, started with `serve`.
+/// sse-logs, the release binary, started with `serve` (`env`: more settings, e.g. redaction).
 #[derive(Debug)]
 pub struct SseLogs {
     pub addr: SocketAddr,
@@ -24,6 +24,7 @@ impl SseLogs {
         database: &str,
         log: &Path,
         http: &reqwest::Client,
+        env: &[(&str, &str)],
     ) -> Result<Self, String> {
         let port = procs::free_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -34,7 +35,8 @@ impl SseLogs {
             .env("SSE_LOGS__MONGODB__DATABASE", database)
             .env("SSE_LOGS__HTTP__BIND", addr.to_string())
             .env("SSE_LOGS__LIMITS__MAX_STREAMS", "50000")
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied());
         let mut child = Child::spawn("sse-logs", &mut command, log)?;
         procs::wait_listening(addr, &mut child, Duration::from_secs(20)).await?;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -47,6 +49,19 @@ impl SseLogs {
                 return Err("sse-logs did not become ready (GET /readyz) within 30 s".into());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The index of logs is built at start by reading every log: that read must not overlap
+        // a measurement. The list answers 503 until it is done.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let list = http.get(format!("http://{addr}/api/v1/logs?limit=1")).send().await;
+            if matches!(list, Ok(ref r) if r.status().is_success()) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err("sse-logs did not build its index of logs (GET /api/v1/logs) within 300 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(Self { addr, child })
     }

@@ -15,12 +15,12 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::future::IntoFuture;
 use std::sync::{Arc, Mutex};
 
 use bson::oid::ObjectId;
 use bson::{doc, Document};
 use mongodb::error::Result;
+use mongodb::Collection;
 
 use super::last::Last;
 use super::Store;
@@ -51,7 +51,7 @@ impl Store {
     /// Appends lines (and `[DONE]` when `done`) unless the log has ended.
     pub async fn append(&self, key: &LogKey, lines: &[String], done: bool) -> Result<Appended> {
         let lock = self.appends.for_log(key);
-        let _turn = lock.lock().await;
+        let turn = lock.lock_owned().await;
         let last = self.last(key).await?;
         if last.is_some_and(|last| last.done) {
             return Ok(Appended::Finished);
@@ -79,8 +79,13 @@ impl Store {
             })
             .collect();
         if let Some(oid) = previous.filter(|_| !documents.is_empty()) {
-            let inserted =
-                self.gated(self.collection.insert_many(documents).ordered(true).into_future()).await;
+            // The next append to this log waits for this insert even if this request is abandoned.
+            let insert = |logs: Collection<Document>| async move {
+                let inserted = logs.insert_many(documents).ordered(true).await;
+                drop(turn);
+                inserted
+            };
+            let inserted = self.query(insert).await;
             if let Err(err) = inserted {
                 // Some of the batch may be stored: look the log up again next time.
                 self.last_lines.remember(key, None);

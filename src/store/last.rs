@@ -8,12 +8,12 @@
 //! remembered), and a log that was deleted meanwhile is noticed (the remembered line is gone).
 
 use std::collections::HashMap;
-use std::future::IntoFuture;
 use std::sync::Mutex;
 
 use bson::oid::ObjectId;
 use bson::{doc, Bson, Document};
 use mongodb::error::Result;
+use mongodb::Collection;
 
 use super::Store;
 use crate::log::{LogKey, DONE};
@@ -65,12 +65,13 @@ impl Store {
             if let Some(known) = known {
                 filter.insert("_id", doc! { "$gte": known.oid });
             }
-            let find = self
-                .collection
-                .find_one(filter)
-                .sort(doc! { "_id": -1 })
-                .projection(doc! { "_id": 1, "log": 1, "n": 1 });
-            if let Some(found) = self.gated(find.into_future()).await? {
+            let find = |logs: Collection<Document>| async move {
+                logs.find_one(filter)
+                    .sort(doc! { "_id": -1 })
+                    .projection(doc! { "_id": 1, "log": 1, "n": 1 })
+                    .await
+            };
+            if let Some(found) = self.query(find).await? {
                 if newest.as_ref().is_none_or(|newest| oid_of(&found) > oid_of(newest)) {
                     newest = Some(found);
                 }

@@ -11,14 +11,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bson::oid::ObjectId;
 use bson::{doc, Document};
-use futures_util::TryStreamExt;
+use futures_util::{FutureExt, TryStreamExt};
 use mongodb::change_stream::event::ResumeToken;
 use mongodb::error::Result;
 use mongodb::event::cmap::CmapEvent;
 use mongodb::event::EventHandler;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Cursor, Database};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::MongoSettings;
 use crate::log::{LogKey, LogLine};
@@ -66,16 +66,36 @@ pub(crate) enum Stored {
 
 /// A backlog read in `_id` order, one batch per round trip.
 pub(crate) struct LineCursor {
-    cursor: Cursor<Document>,
+    /// Lent to the task of each `getMore` (see [`Store::query`]); gone if one was abandoned.
+    cursor: Option<Cursor<Document>>,
     gate: Arc<Semaphore>,
     redact: Arc<Redactor>,
 }
 
 impl LineCursor {
     /// The next stored document, `None` at the end.
+    /// Not to be called again after a call was abandoned (the cursor went with it).
     pub async fn next(&mut self) -> Result<Option<Stored>> {
-        let _slot = self.gate.acquire().await.expect("the gate is never closed");
-        let document = self.cursor.try_next().await?;
+        // Acquired before anything is in flight, so giving up here abandons nothing.
+        let slot = self.gate.clone().acquire_owned().await.expect("the gate is never closed");
+        let mut cursor = self.cursor.take().expect("a line cursor is not used after an abandoned read");
+        // The current batch answers without a round trip. Otherwise this poll started a
+        // `getMore`, which the cursor keeps; it is finished in a task of its own (`Store::query`).
+        let document = match cursor.try_next().now_or_never() {
+            Some(document) => {
+                self.cursor = Some(cursor);
+                document?
+            }
+            None => {
+                let (cursor, document) = run_to_end(slot, async move {
+                    let document = cursor.try_next().await;
+                    (cursor, document)
+                })
+                .await;
+                self.cursor = Some(cursor);
+                document?
+            }
+        };
         Ok(document.map(|d| match LogLine::from_document(&d) {
             Some(mut line) => {
                 self.redact.apply_owned(&mut line.text);
@@ -169,13 +189,28 @@ impl Store {
     }
 
     fn cursor(&self, cursor: Cursor<Document>) -> LineCursor {
-        LineCursor { cursor, gate: self.gate.clone(), redact: self.redact.clone() }
+        LineCursor { cursor: Some(cursor), gate: self.gate.clone(), redact: self.redact.clone() }
     }
 
     /// Runs one driver call once a query slot is free.
     async fn gated<T>(&self, call: impl std::future::Future<Output = T>) -> T {
         let _slot = self.gate.acquire().await.expect("the gate is never closed");
         call.await
+    }
+
+    /// Runs a driver call on the log collection once a query slot is free, for a request whose
+    /// client may leave. Waiting for the slot is abandoned with the caller; the call, once sent,
+    /// runs to its end in a task of its own. The driver (mongodb 3.9) does not recover well from
+    /// operations dropped mid-flight in numbers: 2,000 streams whose clients left during their
+    /// backlog reads left 9 of 10 pooled connections unusable for minutes, and every query of
+    /// the process waited (BENCHMARKS.md, hot spot E).
+    async fn query<T, F>(&self, call: impl FnOnce(Collection<Document>) -> F) -> T
+    where
+        F: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let slot = self.gate.clone().acquire_owned().await.expect("the gate is never closed");
+        run_to_end(slot, call(self.collection.clone())).await
     }
 
     /// Follows the collection's inserts from `token` (or from now).
@@ -202,22 +237,22 @@ impl Store {
         let bound = oid_at(since);
         let mut before = key.filter();
         before.insert("_id", doc! { "$lt": bound });
-        let count = self.gated(self.collection.count_documents(before).into_future()).await?;
+        let count = self.query(|logs| async move { logs.count_documents(before).await }).await?;
         let mut recent = key.filter();
         recent.insert("_id", doc! { "$gte": bound });
         Ok((count, self.lines(recent, 0).await?))
     }
 
     async fn lines(&self, filter: Document, skip: u64) -> Result<LineCursor> {
-        let find = self
-            .collection
-            .find(filter)
-            .sort(doc! { "_id": 1 })
-            .skip(skip)
-            .projection(doc! { "_id": 1, "log": 1, "ts": 1 })
-            .batch_size(BATCH_SIZE);
-        let cursor = self.gated(find.into_future()).await?;
-        Ok(self.cursor(cursor))
+        let find = |logs: Collection<Document>| async move {
+            logs.find(filter)
+                .sort(doc! { "_id": 1 })
+                .skip(skip)
+                .projection(doc! { "_id": 1, "log": 1, "ts": 1 })
+                .batch_size(BATCH_SIZE)
+                .await
+        };
+        Ok(self.cursor(self.query(find).await?))
     }
 
     /// The line number of the `[DONE]` document, if the log has ended: when its last document
@@ -228,13 +263,16 @@ impl Store {
 
     /// How many documents (line positions) the log has.
     pub async fn count(&self, key: &LogKey) -> Result<u64> {
-        self.gated(self.collection.count_documents(key.filter()).into_future()).await
+        let filter = key.filter();
+        self.query(|logs| async move { logs.count_documents(filter).await }).await
     }
 
     /// Whether a document with this `_id` is stored.
     pub async fn contains(&self, oid: ObjectId) -> Result<bool> {
-        let find = self.collection.find_one(doc! { "_id": oid }).projection(doc! { "_id": 1 });
-        Ok(self.gated(find.into_future()).await?.is_some())
+        let find = |logs: Collection<Document>| async move {
+            logs.find_one(doc! { "_id": oid }).projection(doc! { "_id": 1 }).await
+        };
+        Ok(self.query(find).await?.is_some())
     }
 
     /// Whether the migration `name` is recorded as applied.
@@ -260,6 +298,24 @@ impl Store {
     /// The name of the log collection (migrations address it).
     pub fn collection_name(&self) -> &str {
         self.collection.name()
+    }
+}
+
+/// Runs `call` in a task of its own holding `slot`, so it ends even if the caller goes away.
+async fn run_to_end<T: Send + 'static>(
+    slot: OwnedSemaphorePermit,
+    call: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    let task = tokio::spawn(async move {
+        let value = call.await;
+        drop(slot);
+        value
+    });
+    match task.await {
+        Ok(value) => value,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        // Cancelled: only when the runtime shuts down, and then nobody waits for the answer.
+        Err(_) => std::future::pending().await,
     }
 }
 

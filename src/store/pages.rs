@@ -1,10 +1,9 @@
 //! Reading a log by position, for the snapshot route, `tail` and `push`'s look-ups: a window
 //! from a position, or the last positions of the log.
 
-use std::future::IntoFuture;
-
-use bson::doc;
+use bson::{doc, Document};
 use mongodb::error::Result;
+use mongodb::Collection;
 
 use super::{Page, Store, Stored, BATCH_SIZE};
 use crate::log::LogKey;
@@ -12,15 +11,17 @@ use crate::log::LogKey;
 impl Store {
     /// Up to `limit` positions of the log after `from`, stopping at `[DONE]`.
     pub async fn page(&self, key: &LogKey, from: u64, limit: u64) -> Result<Page> {
-        let find = self
-            .collection
-            .find(key.filter())
-            .sort(doc! { "_id": 1 })
-            .skip(from)
-            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-            .projection(doc! { "_id": 1, "log": 1, "ts": 1 })
-            .batch_size(BATCH_SIZE);
-        let mut cursor = self.cursor(self.gated(find.into_future()).await?);
+        let filter = key.filter();
+        let find = |logs: Collection<Document>| async move {
+            logs.find(filter)
+                .sort(doc! { "_id": 1 })
+                .skip(from)
+                .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                .projection(doc! { "_id": 1, "log": 1, "ts": 1 })
+                .batch_size(BATCH_SIZE)
+                .await
+        };
+        let mut cursor = self.cursor(self.query(find).await?);
         let mut page = Page { lines: Vec::new(), times: Vec::new(), next: from, done: false };
         while let Some(stored) = cursor.next().await? {
             page.next += 1;
@@ -47,14 +48,16 @@ impl Store {
     /// the documents before the window's first `_id`, so it fits the window even while lines are
     /// appended (by the `_id` order invariant).
     pub async fn tail(&self, key: &LogKey, k: u64) -> Result<(u64, Page)> {
-        let find = self
-            .collection
-            .find(key.filter())
-            .sort(doc! { "_id": -1 })
-            .limit(i64::try_from(k).unwrap_or(i64::MAX))
-            .projection(doc! { "_id": 1, "log": 1, "ts": 1 })
-            .batch_size(BATCH_SIZE);
-        let mut cursor = self.cursor(self.gated(find.into_future()).await?);
+        let filter = key.filter();
+        let find = |logs: Collection<Document>| async move {
+            logs.find(filter)
+                .sort(doc! { "_id": -1 })
+                .limit(i64::try_from(k).unwrap_or(i64::MAX))
+                .projection(doc! { "_id": 1, "log": 1, "ts": 1 })
+                .batch_size(BATCH_SIZE)
+                .await
+        };
+        let mut cursor = self.cursor(self.query(find).await?);
         let mut window = Vec::new();
         while let Some(stored) = cursor.next().await? {
             window.push(stored);
@@ -69,7 +72,7 @@ impl Store {
             Some(oid) => {
                 let mut before = key.filter();
                 before.insert("_id", doc! { "$lt": oid });
-                self.gated(self.collection.count_documents(before).into_future()).await?
+                self.query(|logs| async move { logs.count_documents(before).await }).await?
             }
         };
         let mut page = Page {

@@ -233,3 +233,53 @@ async fn a_thousand_subscribers_of_one_log_get_the_same_bytes_with_every_line_on
     }
     assert_eq!(bodies[0].len() + bodies[1].len(), STREAMS);
 }
+
+/// Hot spot E: clients that hang up while their backlog reads are queued or in flight used to
+/// leave the driver's pool unusable for minutes (every query of the process waited).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_clients_leaving_mid_backlog_leave_the_service_answering_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CLIENTS: usize = 1000;
+    let app = spawn_app().await;
+    let lines: Vec<String> = (1..=5_000).map(|k| format!("line {k} {}", "x".repeat(60))).collect();
+    for chunk in lines.chunks(2500) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        app.write("burst", "long", &refs).await;
+    }
+    let request = format!("GET /api/v1/logs/burst/long/stream HTTP/1.1\r\nHost: {}\r\n\r\n", app.addr);
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        socket.write_all(request.as_bytes()).await.unwrap();
+        clients.push(socket);
+    }
+    // Every stream has started (its head arrived); they read nothing more. Once backlog reads
+    // are under way, some are in flight and the rest wait for a query slot: all hang up.
+    for socket in &mut clients {
+        let mut head = [0_u8; 64];
+        let n = tokio::time::timeout(PATIENCE, socket.read(&mut head)).await.expect("a head").unwrap();
+        assert!(head[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head[..n]));
+    }
+    while app.metric("sse_logs_backlog_lines_read_total") < 1.0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(clients);
+
+    // Broken, this waited 1 to 3 minutes; 20 s is far more than an answer needs.
+    let snapshot = tokio::time::timeout(
+        Duration::from_secs(20),
+        app.http.get(app.url("/api/v1/logs/burst/long?limit=1")).send(),
+    )
+    .await
+    .expect("a snapshot answers soon after the clients left")
+    .unwrap();
+    assert_eq!(snapshot.status(), 200);
+    app.write("burst", "after", &["still served", "[DONE]"]).await;
+    let events = tokio::time::timeout(
+        Duration::from_secs(20),
+        app.get_stream(&app.stream_url("burst", "after", "")).await.collect_to_end(),
+    )
+    .await
+    .expect("a new stream is served soon after the clients left");
+    assert_eq!(events.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["still served", "[DONE]"]);
+}

@@ -2,30 +2,14 @@
 // marked, lines matching the error patterns counted, e / Shift+E between them, a failed log opening at
 // its first error, and the patterns set with ?errors=.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import {
-  launchBrowser, mongo, openPage, Service, uniqueName, visibleLines, waitComplete, waitEnded,
-} from './lib/harness.js';
+import { describe, it } from 'node:test';
+import { openPage, uniqueName, visibleLines, waitComplete, waitEnded, withService } from './lib/harness.js';
 
 const filler = (from, n) => Array.from({ length: n }, (_, i) => `step ${from + i}: fine`);
 const current = (page) => page.evaluate(() => Number(document.querySelector('#rows .row.ecur')?.dataset.n || 0));
 
 describe('errors', () => {
-  let service;
-  let browser;
-  let db;
-
-  before(async () => {
-    service = await Service.start('errors');
-    browser = await launchBrowser();
-    db = await mongo(service);
-  });
-
-  after(async () => {
-    await db?.client.close();
-    await browser?.close();
-    await service?.close();
-  });
+  const env = withService('errors');
 
   it('shows annotations as their message, marks and counts errors, and e / Shift+E go between them', async () => {
     const id = uniqueName('nav');
@@ -41,10 +25,10 @@ describe('errors', () => {
       'thread main panicked at src/lib.rs:3:5', //               450
       ...filler(451, 150), //                                    451-600
     ];
-    const { page, context, errors } = await openPage(browser);
-    await page.goto(service.viewerUrl('ci', id));
+    const { page, context, errors } = await openPage(env.browser);
+    await page.goto(env.service.viewerUrl('ci', id));
     await page.locator('#status.live').waitFor();
-    await service.append('ci', id, lines);
+    await env.service.append('ci', id, lines);
     await page.waitForFunction(() => window.sseLogs.state().lines === 600);
     // A live log stays at its end, errors or not.
     assert.ok((await visibleLines(page)).includes(600));
@@ -105,9 +89,9 @@ describe('errors', () => {
       '::error::2 tests failed', //                 501
       ...filler(502, 99), //                        502-600
     ];
-    await service.append('ci', id, lines, { done: true });
-    const { page, context, errors } = await openPage(browser);
-    await page.goto(service.viewerUrl('ci', id));
+    await env.service.append('ci', id, lines, { done: true });
+    const { page, context, errors } = await openPage(env.browser);
+    await page.goto(env.service.viewerUrl('ci', id));
     await waitEnded(page);
     await page.waitForFunction(() => document.querySelector('#rows .row.ecur')?.dataset.n === '250');
     assert.ok((await visibleLines(page)).includes(250));
@@ -116,8 +100,8 @@ describe('errors', () => {
     assert.equal(await page.textContent('#errnav'), '1 / 2 errors');
     await context.close();
 
-    const linked = await openPage(browser);
-    await linked.page.goto(service.viewerUrl('ci', id, '#L420'));
+    const linked = await openPage(env.browser);
+    await linked.page.goto(env.service.viewerUrl('ci', id, '#L420'));
     await waitEnded(linked.page);
     await linked.page.waitForFunction(() => document.querySelector('#rows .row.sel')?.dataset.n === '420');
     assert.ok((await visibleLines(linked.page)).includes(420));
@@ -126,9 +110,9 @@ describe('errors', () => {
 
     // A log without errors opens at its end, as before.
     const okId = uniqueName('passed');
-    await service.append('ci', okId, filler(1, 600), { done: true });
-    const ok = await openPage(browser);
-    await ok.page.goto(service.viewerUrl('ci', okId));
+    await env.service.append('ci', okId, filler(1, 600), { done: true });
+    const ok = await openPage(env.browser);
+    await ok.page.goto(env.service.viewerUrl('ci', okId));
     await waitEnded(ok.page);
     await ok.page.waitForFunction(() => document.querySelector('#rows .row[data-n="600"]'));
     assert.ok((await visibleLines(ok.page)).includes(600));
@@ -140,10 +124,10 @@ describe('errors', () => {
   it('opens a big failed log at its first error when that lies before the tail the page reads first', async () => {
     const id = uniqueName('bigfail');
     const text = (n) => (n === 321 ? 'ERROR: disk full' : n === 4321 ? 'error: retrying' : `line ${n}`);
-    await db.collection.insertMany(Array.from({ length: 5000 }, (_, i) => ({ type: 'ci', id, log: text(i + 1) })), { ordered: true });
-    await db.collection.insertOne({ type: 'ci', id, log: '[DONE]' });
-    const { page, context, errors } = await openPage(browser);
-    await page.goto(service.viewerUrl('ci', id), { waitUntil: 'commit' });
+    await env.db.collection.insertMany(Array.from({ length: 5000 }, (_, i) => ({ type: 'ci', id, log: text(i + 1) })), { ordered: true });
+    await env.db.collection.insertOne({ type: 'ci', id, log: '[DONE]' });
+    const { page, context, errors } = await openPage(env.browser);
+    await page.goto(env.service.viewerUrl('ci', id), { waitUntil: 'commit' });
     await waitComplete(page);
     await page.waitForFunction(() => document.querySelector('#rows .row.ecur:not(.pending)')?.dataset.n === '321');
     assert.ok((await visibleLines(page)).includes(321));
@@ -155,7 +139,7 @@ describe('errors', () => {
 
   it('takes its error patterns from ?errors= (regular expressions, comma-separated); annotations always count', async () => {
     const id = uniqueName('patterns');
-    await service.append('ci', id, [
+    await env.service.append('ci', id, [
       'E1234 bad thing happened', //     1
       'error: not an error here', //     2
       'W0001 only a warning', //         3
@@ -163,24 +147,24 @@ describe('errors', () => {
       'FAILED (but not by these rules)', // 5
       'FATAL: stop', //                  6
     ]);
-    const { page, context, errors } = await openPage(browser);
-    await page.goto(service.viewerUrl('ci', id, `?errors=${encodeURIComponent('^E\\d{4},^FATAL')}`));
+    const { page, context, errors } = await openPage(env.browser);
+    await page.goto(env.service.viewerUrl('ci', id, `?errors=${encodeURIComponent('^E\\d{4},^FATAL')}`));
     await page.waitForFunction(() => window.sseLogs.state().lines === 6);
     assert.deepEqual(await page.evaluate(() => window.sseLogs.errorLines()), [1, 4, 6]);
     assert.equal(await page.textContent('#errnav'), '3 errors');
     await context.close();
 
     // A pattern that is no regular expression is named and left out.
-    const bad = await openPage(browser);
-    await bad.page.goto(service.viewerUrl('ci', id, `?errors=${encodeURIComponent('(unclosed,^W\\d+')}`));
+    const bad = await openPage(env.browser);
+    await bad.page.goto(env.service.viewerUrl('ci', id, `?errors=${encodeURIComponent('(unclosed,^W\\d+')}`));
     await bad.page.waitForFunction(() => window.sseLogs.state().lines === 6);
     await bad.page.locator('#toast.show', { hasText: 'Not a regular expression, ignored: (unclosed' }).waitFor();
     assert.deepEqual(await bad.page.evaluate(() => window.sseLogs.errorLines()), [3, 4]);
     await bad.context.close();
 
     // And the defaults: error, ERROR, FAILED, panicked at, Traceback (plain, case-sensitive substrings).
-    const defaults = await openPage(browser);
-    await defaults.page.goto(service.viewerUrl('ci', id));
+    const defaults = await openPage(env.browser);
+    await defaults.page.goto(env.service.viewerUrl('ci', id));
     await defaults.page.waitForFunction(() => window.sseLogs.state().lines === 6);
     assert.deepEqual(await defaults.page.evaluate(() => window.sseLogs.errorLines()), [2, 4, 5]);
     assert.deepEqual(errors, []);

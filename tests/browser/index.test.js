@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { launchBrowser, mongo, openPage, root, screenshot, Service, uniqueName } from './lib/harness.js';
+import { describe, it } from 'node:test';
+import { openPage, root, screenshot, Service, uniqueName, withService } from './lib/harness.js';
 
 /** The rows the page shows now. */
 const rows = (page) => page.evaluate(() => window.sseLogsIndex.state().rows);
@@ -22,37 +22,23 @@ function waitRow(page, type, id, want = {}) {
 }
 
 describe('index page', () => {
-  let service;
-  let browser;
-  let db;
-
-  before(async () => {
-    service = await Service.start('index');
-    browser = await launchBrowser();
-    db = await mongo(service);
-  });
-
-  after(async () => {
-    await db?.client.close();
-    await browser?.close();
-    await service?.close();
-  });
+  const env = withService('index');
 
   it('shows a log written straight into MongoDB appear, grow and end, live', async () => {
-    const { page, context, errors } = await openPage(browser);
-    await page.goto(service.url('/'));
+    const { page, context, errors } = await openPage(env.browser);
+    await page.goto(env.service.url('/'));
     await page.waitForFunction(() => window.sseLogsIndex.state().connected);
     assert.match(await page.textContent('#empty'), /No logs yet/);
 
     const id = uniqueName('deploy');
-    await db.collection.insertOne({ type: 'deploy', id, log: 'rolling out' });
+    await env.db.collection.insertOne({ type: 'deploy', id, log: 'rolling out' });
     await waitRow(page, 'deploy', id, { state: 'live', lines: '1 line' });
     assert.equal(await page.textContent('#status'), 'live');
 
-    await db.collection.insertMany([{ type: 'deploy', id, log: 'step 1' }, { type: 'deploy', id, log: 'step 2' }]);
+    await env.db.collection.insertMany([{ type: 'deploy', id, log: 'step 1' }, { type: 'deploy', id, log: 'step 2' }]);
     await waitRow(page, 'deploy', id, { lines: '3 lines' });
 
-    await db.collection.insertOne({ type: 'deploy', id, log: '[DONE]' });
+    await env.db.collection.insertOne({ type: 'deploy', id, log: '[DONE]' });
     await waitRow(page, 'deploy', id, { state: 'ended' });
     const [row] = (await rows(page)).filter((r) => r.id === id);
     assert.equal(row.lines, '4 lines');
@@ -65,11 +51,11 @@ describe('index page', () => {
 
   it('filters by type, state and id, and is usable from the keyboard', async () => {
     const tag = uniqueName('kb');
-    await service.append('build', `${tag}-api`, ['compiling'], { done: true });
-    await service.append('build', `${tag}-web`, ['compiling']);
-    await service.append('ci', `${tag}-lint`, ['checking']);
-    const { page, context, errors } = await openPage(browser);
-    await page.goto(service.url('/'));
+    await env.service.append('build', `${tag}-api`, ['compiling'], { done: true });
+    await env.service.append('build', `${tag}-web`, ['compiling']);
+    await env.service.append('ci', `${tag}-lint`, ['checking']);
+    const { page, context, errors } = await openPage(env.browser);
+    await page.goto(env.service.url('/'));
     await waitRow(page, 'ci', `${tag}-lint`);
 
     await page.selectOption('#type', 'build');
@@ -107,7 +93,7 @@ describe('index page', () => {
       for (const [type, id, n, done] of logs) {
         await shot.append(type, id, Array.from({ length: n }, (_, k) => `line ${k + 1}`), { done });
       }
-      const { page, context } = await openPage(browser, { width: 1100, height: 420 });
+      const { page, context } = await openPage(env.browser, { width: 1100, height: 420 });
       await page.goto(shot.url('/'));
       // Growth is announced at most once a second: wait for the whole counts.
       await waitRow(page, 'build', 'web#5122', { lines: '2,410 lines' });

@@ -1,55 +1,41 @@
 // The viewer across a restart of the service: EventSource comes back with Last-Event-ID and the
 // page continues where it was, without a duplicate or a gap.
 import assert from 'node:assert/strict';
-import { after, before, it } from 'node:test';
-import { launchBrowser, mongo, openPage, Service, shownRows, uniqueName, waitEnded, waitLines } from './lib/harness.js';
+import { it } from 'node:test';
+import { openPage, shownRows, uniqueName, waitEnded, waitLines, withService } from './lib/harness.js';
 
-let service;
-let browser;
-let db;
+const env = withService('reconnect');
 
-before(async () => {
-  service = await Service.start('reconnect');
-  browser = await launchBrowser();
-  db = await mongo(service);
-});
-
-after(async () => {
-  await db?.client.close();
-  await browser?.close();
-  await service?.close();
-});
-
-it('continues after the service restarts, without duplicates', async () => {
+it('continues after the env.service restarts, without duplicates', async () => {
   // This test writes as an external producer does: straight into MongoDB, from one process,
   // so the lines' _ids increase in commit order across the restart (DESIGN.md's invariant; two
-  // service processes appending within the same second would not guarantee it).
+  // env.service processes appending within the same second would not guarantee it).
   const type = 'deploy';
   const id = uniqueName('restart');
   const text = (n) => `line ${n} of the deploy`;
-  const write = (from, to) => db.collection.insertMany(
+  const write = (from, to) => env.db.collection.insertMany(
     Array.from({ length: to - from + 1 }, (_, i) => ({ type, id, log: text(from + i) })), { ordered: true });
 
-  const { page, context, errors } = await openPage(browser, { height: 600 });
+  const { page, context, errors } = await openPage(env.browser, { height: 600 });
   const streams = [];
   page.on('request', (req) => {
     if (req.url().includes('/stream')) {
       streams.push(req.allHeaders().then((h) => ({ url: req.url(), lastEventId: h['last-event-id'] })));
     }
   });
-  await page.goto(service.viewerUrl(type, id));
+  await page.goto(env.service.viewerUrl(type, id));
   await page.locator('#status.live').waitFor();
   await write(1, 40);
   await waitLines(page, 40);
 
-  await service.stop();
+  await env.service.stop();
   await page.locator('#status', { hasText: 'reconnecting from line 41' }).waitFor({ timeout: 15_000 });
-  await write(41, 70); // written while the service is down
-  await service.restart();
+  await write(41, 70); // written while the env.service is down
+  await env.service.restart();
   await page.locator('#status.live').waitFor({ timeout: 20_000 });
   await waitLines(page, 70);
   await write(71, 91);
-  await db.collection.insertOne({ type, id, log: '[DONE]' });
+  await env.db.collection.insertOne({ type, id, log: '[DONE]' });
   await waitEnded(page);
 
   const state = await page.evaluate(() => ({ ...window.sseLogs.state(), stats: window.sseLogs.stats }));

@@ -4,9 +4,16 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import {
-  launchBrowser, mongo, openPage, root, screenshot, Service, uniqueName, visibleLines, waitComplete, waitEnded,
+  openPage,
+  root,
+  screenshot,
+  uniqueName,
+  visibleLines,
+  waitComplete,
+  waitEnded,
+  withService,
 } from './lib/harness.js';
 
 const ESC = '\x1b';
@@ -41,25 +48,11 @@ async function toggle(page, n) {
 }
 
 describe('sections', () => {
-  let service;
-  let browser;
-  let db;
-
-  before(async () => {
-    service = await Service.start('sections');
-    browser = await launchBrowser();
-    db = await mongo(service);
-  });
-
-  after(async () => {
-    await db?.client.close();
-    await browser?.close();
-    await service?.close();
-  });
+  const env = withService('sections');
 
   it('GitHub groups: closed by default, nested, markers hidden, line counts in the headers', async () => {
     const id = uniqueName('github');
-    await service.append('ci', id, [
+    await env.service.append('ci', id, [
       'Run actions/checkout@v4', //           1
       '::group::Install dependencies', //     2
       'npm ci', //                            3
@@ -73,8 +66,8 @@ describe('sections', () => {
       '::endgroup::', //                      11
       'All checks passed', //                 12
     ], { done: true });
-    const { page, context, errors } = await openPage(browser);
-    await page.goto(service.viewerUrl('ci', id));
+    const { page, context, errors } = await openPage(env.browser);
+    await page.goto(env.service.viewerUrl('ci', id));
     await waitEnded(page);
     assert.deepEqual(await rows(page), [
       { n: 1, text: 'Run actions/checkout@v4' },
@@ -116,7 +109,7 @@ describe('sections', () => {
   it('GitLab sections: open unless [collapsed=true], durations from their timestamps, ANSI in titles', async () => {
     const id = uniqueName('gitlab');
     const K = `\r${ESC}[0K`;
-    await service.append('ci', id, [
+    await env.service.append('ci', id, [
       `section_start:1700000000:prepare${K}Preparing the environment`, //            1
       'Using docker executor', //                                                   2
       `section_end:1700000003:prepare${K}`, //                                       3
@@ -128,8 +121,8 @@ describe('sections', () => {
       `section_end:1700000075:build${K}`, //                                         9
       'Job succeeded', //                                                           10
     ], { done: true });
-    const { page, context, errors } = await openPage(browser);
-    await page.goto(service.viewerUrl('ci', id));
+    const { page, context, errors } = await openPage(env.browser);
+    await page.goto(env.service.viewerUrl('ci', id));
     await waitEnded(page);
     assert.deepEqual(await rows(page, { durations: true }), [
       { n: 1, text: 'Preparing the environment', open: true, meta: '1 line · 3.0 s' },
@@ -156,7 +149,7 @@ describe('sections', () => {
 
   it('Buildkite: --- closed, +++ open, ~~~ open when it holds an error, ^^^ +++ opens the previous one; headers do not nest', async () => {
     const id = uniqueName('buildkite');
-    await service.append('ci', id, [
+    await env.service.append('ci', id, [
       '--- :pipeline: Setup', //      1
       'fetching', //                  2
       '+++ :hammer: Build', //        3
@@ -171,8 +164,8 @@ describe('sections', () => {
       '^^^ +++', //                   12
       'upload done', //               13
     ], { done: true });
-    const { page, context, errors } = await openPage(browser);
-    await page.goto(service.viewerUrl('ci', id));
+    const { page, context, errors } = await openPage(env.browser);
+    await page.goto(env.service.viewerUrl('ci', id));
     await waitEnded(page);
     assert.deepEqual(await rows(page), [
       { n: 1, text: ':pipeline: Setup', open: false, meta: '1 line' },
@@ -194,23 +187,23 @@ describe('sections', () => {
 
   it('live: new lines land in the open section that holds the newest line, which is open while the log is live', async () => {
     const id = uniqueName('live');
-    const watcher = await openPage(browser);
+    const watcher = await openPage(env.browser);
     const page = watcher.page;
-    await page.goto(service.viewerUrl('ci', id));
+    await page.goto(env.service.viewerUrl('ci', id));
     await page.locator('#status.live').waitFor();
-    await service.append('ci', id, ['checkout', '::group::Build', 'step 1']);
+    await env.service.append('ci', id, ['checkout', '::group::Build', 'step 1']);
     await page.waitForFunction(() => window.sseLogs.state().lines === 3);
     assert.deepEqual(await rows(page), [
       { n: 1, text: 'checkout' },
       { n: 2, text: 'Build', open: true, meta: '1 line' },
       { n: 3, text: 'step 1', depth: 1 },
     ]);
-    await service.append('ci', id, ['step 2']);
+    await env.service.append('ci', id, ['step 2']);
     await page.locator('#rows .row[data-n="2"] .meta', { hasText: '2 lines' }).waitFor();
     assert.deepEqual((await rows(page)).at(-1), { n: 4, text: 'step 2', depth: 1 });
-    await service.append('ci', id, ['::endgroup::', '::group::Test', 'test 1']);
+    await env.service.append('ci', id, ['::endgroup::', '::group::Test', 'test 1']);
     await page.waitForFunction(() => window.sseLogs.state().lines === 7);
-    await service.append('ci', id, ['test 2']);
+    await env.service.append('ci', id, ['test 2']);
     await page.locator('#rows .row[data-n="6"] .meta', { hasText: '2 lines' }).waitFor();
     // Build stays open here: it was open while it was live, and the reader saw it so.
     assert.deepEqual(await rows(page), [
@@ -224,12 +217,12 @@ describe('sections', () => {
     ]);
 
     // A page opened now: the finished group is closed, the live one open; its lines keep arriving there.
-    const late = await openPage(browser);
-    await late.page.goto(service.viewerUrl('ci', id));
+    const late = await openPage(env.browser);
+    await late.page.goto(env.service.viewerUrl('ci', id));
     await late.page.waitForFunction(() => window.sseLogs.state().lines === 8);
     assert.deepEqual(numbers(await rows(late.page)), [1, 2, 6, 7, 8]);
     assert.equal((await rows(late.page))[1].open, false);
-    await service.append('ci', id, ['::group::Nested', 'deep']);
+    await env.service.append('ci', id, ['::group::Nested', 'deep']);
     await late.page.waitForFunction(() => window.sseLogs.state().lines === 10);
     assert.deepEqual((await rows(late.page)).slice(2), [
       { n: 6, text: 'Test', open: true, meta: '4 lines' },
@@ -240,7 +233,7 @@ describe('sections', () => {
     ]);
     // The newest line is in view (following).
     assert.ok((await visibleLines(late.page)).includes(10));
-    await service.append('ci', id, ['::endgroup::', '::endgroup::', 'done'], { done: true });
+    await env.service.append('ci', id, ['::endgroup::', '::endgroup::', 'done'], { done: true });
     await waitEnded(late.page);
     await waitEnded(page);
     assert.deepEqual(numbers(await rows(late.page)), [1, 2, 6, 7, 8, 9, 10, 13]);
@@ -266,9 +259,9 @@ describe('sections', () => {
       '::endgroup::', //                            254
       ...filler(255, 5), //                         255-259
     ];
-    await service.append('ci', id, lines, { done: true });
-    const { page, context } = await openPage(browser);
-    await page.goto(service.viewerUrl('ci', id));
+    await env.service.append('ci', id, lines, { done: true });
+    const { page, context } = await openPage(env.browser);
+    await page.goto(env.service.viewerUrl('ci', id));
     await waitEnded(page);
     assert.equal(await page.evaluate(() => window.sseLogs.state().rows), 5 + 1 + 5);
     await page.fill('#q', 'needle');
@@ -281,8 +274,8 @@ describe('sections', () => {
     assert.deepEqual((await sections(page)).map((s) => s.open), [true, true]);
     await context.close();
 
-    const linked = await openPage(browser);
-    await linked.page.goto(service.viewerUrl('ci', id, '#L200'));
+    const linked = await openPage(env.browser);
+    await linked.page.goto(env.service.viewerUrl('ci', id, '#L200'));
     await waitEnded(linked.page);
     await linked.page.waitForFunction(() => document.querySelector('#rows .row.sel')?.dataset.n === '200');
     assert.ok((await visibleLines(linked.page)).includes(200));
@@ -293,7 +286,7 @@ describe('sections', () => {
 
   it('shows stray and unbalanced markers as text; an unclosed section ends at the end of the log', async () => {
     const id = uniqueName('stray');
-    await service.append('ci', id, [
+    await env.service.append('ci', id, [
       '::endgroup::', //                                        1: nothing to end
       `section_end:1700000000:nothing\r${ESC}[0Kend of nothing`, // 2: nothing to end
       '^^^ +++', //                                             3: no Buildkite section yet
@@ -305,8 +298,8 @@ describe('sections', () => {
       'inside 1', //                                            9
       'inside 2', //                                            10
     ], { done: true });
-    const { page, context, errors } = await openPage(browser);
-    await page.goto(service.viewerUrl('ci', id));
+    const { page, context, errors } = await openPage(env.browser);
+    await page.goto(env.service.viewerUrl('ci', id));
     await waitEnded(page);
     assert.deepEqual(await rows(page, { durations: true }), [
       { n: 1, text: '::endgroup::' },
@@ -335,10 +328,10 @@ describe('sections', () => {
       return `line ${n}`;
     };
     const docs = Array.from({ length: 5000 }, (_, i) => ({ type: 'ci', id, log: text(i + 1) }));
-    await db.collection.insertMany(docs, { ordered: true });
-    await db.collection.insertOne({ type: 'ci', id, log: '[DONE]' });
-    const { page, context, errors } = await openPage(browser);
-    await page.goto(service.viewerUrl('ci', id), { waitUntil: 'commit' });
+    await env.db.collection.insertMany(docs, { ordered: true });
+    await env.db.collection.insertOne({ type: 'ci', id, log: '[DONE]' });
+    const { page, context, errors } = await openPage(env.browser);
+    await page.goto(env.service.viewerUrl('ci', id), { waitUntil: 'commit' });
     await page.waitForFunction(() => document.querySelector('#rows .row[data-n="5000"]'));
     await waitComplete(page);
     await page.waitForFunction(() => window.sseLogs.state().sectionsFinal);
@@ -391,9 +384,9 @@ describe('sections', () => {
       [37.1, `test api::shutdown_ends_streams ... ${c('32', 'ok')}`],
       [37.2, `test result: ${c('1;31', 'FAILED')}. 3 passed; 1 failed; finished in 5.7s`],
     ];
-    await db.collection.insertMany(script.map(([at, log]) => ({ type: 'build', id, log, ts: new Date(t0 + at * 1000) })), { ordered: true });
-    const { page, context, errors } = await openPage(browser, { width: 1280, height: 520, timezoneId: 'UTC' });
-    await page.goto(service.viewerUrl('build', id));
+    await env.db.collection.insertMany(script.map(([at, log]) => ({ type: 'build', id, log, ts: new Date(t0 + at * 1000) })), { ordered: true });
+    const { page, context, errors } = await openPage(env.browser, { width: 1280, height: 520, timezoneId: 'UTC' });
+    await page.goto(env.service.viewerUrl('build', id));
     await page.locator('#status.live').waitFor();
     await page.selectOption('#times', 'elapsed');
     // Preparing is closed ([collapsed=true]), the unit tests group too (GitHub's default), and the

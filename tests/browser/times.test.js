@@ -2,8 +2,8 @@
 // started (remembered), the log's duration in the header, section durations from line times; times
 // come with the tail, the backfill and the live lines.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { launchBrowser, mongo, openPage, Service, uniqueName, waitComplete, waitEnded } from './lib/harness.js';
+import { describe, it } from 'node:test';
+import { openPage, uniqueName, waitComplete, waitEnded, withService } from './lib/harness.js';
 
 const BASE = Date.UTC(2026, 0, 2, 3, 4, 5); // 03:04:05 UTC; the pages run in UTC
 const at = (n) => BASE + (n - 1) * 1500; // line n, 1.5 s after the one before
@@ -14,34 +14,20 @@ function timeColumn(page) {
 }
 
 describe('line times', () => {
-  let service;
-  let browser;
-  let db;
-
-  before(async () => {
-    service = await Service.start('times');
-    browser = await launchBrowser();
-    db = await mongo(service);
-  });
-
-  after(async () => {
-    await db?.client.close();
-    await browser?.close();
-    await service?.close();
-  });
+  const env = withService('times');
 
   /** A log written as a producer with its own clock would: each document with its `ts`. */
   async function write(id, count, text = (n) => `line ${n}`, { done = true } = {}) {
     const docs = Array.from({ length: count }, (_, i) => ({ type: 'ci', id, log: text(i + 1), ts: new Date(at(i + 1)) }));
-    for (let k = 0; k < docs.length; k += 10_000) await db.collection.insertMany(docs.slice(k, k + 10_000), { ordered: true });
-    if (done) await db.collection.insertOne({ type: 'ci', id, log: '[DONE]', ts: new Date(at(count + 1)) });
+    for (let k = 0; k < docs.length; k += 10_000) await env.db.collection.insertMany(docs.slice(k, k + 10_000), { ordered: true });
+    if (done) await env.db.collection.insertOne({ type: 'ci', id, log: '[DONE]', ts: new Date(at(count + 1)) });
   }
 
   it('toggles off → clock → elapsed → off, remembered across reloads; shows the log\'s and each section\'s duration', async () => {
     const id = uniqueName('toggle');
     await write(id, 60, (n) => (n === 11 ? '::group::Compile' : n === 21 ? '::endgroup::' : `line ${n}`));
-    const { page, context, errors } = await openPage(browser, { timezoneId: 'UTC' });
-    await page.goto(service.viewerUrl('ci', id));
+    const { page, context, errors } = await openPage(env.browser, { timezoneId: 'UTC' });
+    await page.goto(env.service.viewerUrl('ci', id));
     await waitEnded(page);
     // Off by default: no time column at all.
     assert.equal(await page.inputValue('#times'), 'off');
@@ -89,9 +75,9 @@ describe('line times', () => {
   it('has the times of lines filled in behind the tail, and counts elapsed times from line 1', async () => {
     const id = uniqueName('backfill');
     await write(id, 5000);
-    const { page, context, errors } = await openPage(browser, { timezoneId: 'UTC' });
+    const { page, context, errors } = await openPage(env.browser, { timezoneId: 'UTC' });
     await page.addInitScript(() => localStorage.setItem('sse-logs.times', 'elapsed'));
-    await page.goto(service.viewerUrl('ci', id), { waitUntil: 'commit' });
+    await page.goto(env.service.viewerUrl('ci', id), { waitUntil: 'commit' });
     await waitComplete(page);
     for (const n of [1, 2, 2999, 3000, 3001, 5000]) {
       assert.equal(await page.evaluate((k) => window.sseLogs.time(k), n), at(n), `line ${n}`);
@@ -105,15 +91,15 @@ describe('line times', () => {
 
   it('has the times of live lines', async () => {
     const id = uniqueName('live');
-    const { page, context, errors } = await openPage(browser, { timezoneId: 'UTC' });
+    const { page, context, errors } = await openPage(env.browser, { timezoneId: 'UTC' });
     await page.addInitScript(() => localStorage.setItem('sse-logs.times', 'clock'));
-    await page.goto(service.viewerUrl('ci', id));
+    await page.goto(env.service.viewerUrl('ci', id));
     await page.locator('#status.live').waitFor();
-    await service.append('ci', id, ['first']);
+    await env.service.append('ci', id, ['first']);
     await page.waitForFunction(() => window.sseLogs.state().lines === 1);
-    await service.append('ci', id, ['second', 'third']);
+    await env.service.append('ci', id, ['second', 'third']);
     await page.waitForFunction(() => window.sseLogs.state().lines === 3);
-    const snapshot = await (await fetch(service.logUrl('ci', id, '?from=0&times=1'))).json();
+    const snapshot = await (await fetch(env.service.logUrl('ci', id, '?from=0&times=1'))).json();
     assert.equal(snapshot.times.length, 3);
     const clock = (ms) => new Date(ms).toISOString().slice(11, 19);
     for (let n = 1; n <= 3; n++) {

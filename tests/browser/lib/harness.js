@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MongoClient } from 'mongodb';
 import { chromium } from 'playwright-core';
+import { after, before } from 'node:test';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const root = path.resolve(here, '../../..');
@@ -223,4 +224,24 @@ export async function screenshot(page, name) {
   const file = path.join(artifacts, name);
   await page.screenshot({ path: file });
   return file;
+}
+
+/**
+ * A service, a headless browser and a MongoDB client for the tests of one file or `describe`,
+ * started before them (then `setup(env)`, e.g. to write a log) and closed after them.
+ */
+export function withService(name, setup = async () => {}) {
+  const env = {};
+  before(async () => {
+    env.service = await Service.start(name);
+    env.browser = await launchBrowser();
+    env.db = await mongo(env.service);
+    await setup(env);
+  });
+  after(async () => {
+    await env.db?.client.close();
+    await env.browser?.close();
+    await env.service?.close();
+  });
+  return env;
 }
