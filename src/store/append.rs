@@ -91,7 +91,7 @@ impl Store {
                 self.last_lines.remember(key, None);
                 return Err(err);
             }
-            self.appended(key, Last { oid, position, done });
+            self.last_lines.remember(key, Some(Last { oid, position, done }));
         }
         Ok(Appended::Next(position))
     }

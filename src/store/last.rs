@@ -91,11 +91,6 @@ impl Store {
         Ok(last)
     }
 
-    /// Remembers the line an append just stored last.
-    pub(super) fn appended(&self, key: &LogKey, last: Last) {
-        self.last_lines.remember(key, Some(last));
-    }
-
     /// The position of a log's newest document: the one an append stored with it, else a count.
     async fn resolve(&self, key: &LogKey, document: &Document) -> Result<Option<Last>> {
         let Ok(oid) = document.get_object_id("_id") else { return Ok(None) };

@@ -237,7 +237,7 @@ impl Store {
         let bound = oid_at(since);
         let mut before = key.filter();
         before.insert("_id", doc! { "$lt": bound });
-        let count = self.query(|logs| async move { logs.count_documents(before).await }).await?;
+        let count = self.count_matching(before).await?;
         let mut recent = key.filter();
         recent.insert("_id", doc! { "$gte": bound });
         Ok((count, self.lines(recent, 0).await?))
@@ -263,7 +263,11 @@ impl Store {
 
     /// How many documents (line positions) the log has.
     pub async fn count(&self, key: &LogKey) -> Result<u64> {
-        let filter = key.filter();
+        self.count_matching(key.filter()).await
+    }
+
+    /// How many documents match `filter`.
+    async fn count_matching(&self, filter: Document) -> Result<u64> {
         self.query(|logs| async move { logs.count_documents(filter).await }).await
     }
 

@@ -72,7 +72,7 @@ impl Store {
             Some(oid) => {
                 let mut before = key.filter();
                 before.insert("_id", doc! { "$lt": oid });
-                self.query(|logs| async move { logs.count_documents(before).await }).await?
+                self.count_matching(before).await?
             }
         };
         let mut page = Page {
