@@ -10,7 +10,12 @@ use mongodb::error::Result;
 use crate::store::Store;
 
 /// The migrations, in the order they apply. Embedded so the binary needs no files at run time.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_log_index", include_str!("../migrations/0001_log_index.json"))];
+/// 0002 makes a stored position unique within its log, so two replicas appending to one log at
+/// once cannot both store line `n`: the second insert fails and is retried after the first.
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_log_index", include_str!("../migrations/0001_log_index.json")),
+    ("0002_log_positions", include_str!("../migrations/0002_log_positions.json")),
+];
 
 /// Applies what has not been applied yet; returns the names it applied.
 pub(crate) async fn apply(store: &Store) -> Result<Vec<&'static str>> {

@@ -6,6 +6,13 @@
 //! the next question only asks MongoDB for documents from that `_id` on: a walk of at most a few
 //! index entries on any server. Other writers are still seen (their lines sort after the one
 //! remembered), and a log that was deleted meanwhile is noticed (the remembered line is gone).
+//!
+//! Another process writing the same log can also put a line *before* the last one: its driver's
+//! ObjectIds count on from its own last line, so a line it writes in the same second as an
+//! append sorts before the appended one. Then stored positions after it are one short. So a
+//! stored position is trusted only when no line without one was stored in the second before
+//! it; otherwise the log is "shared": its positions are counted, and appends to it store none
+//! (a line without a position makes every later lookup count, in every process, after restarts).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -29,6 +36,8 @@ pub(crate) struct Last {
     pub position: u64,
     /// Whether it is `[DONE]`.
     pub done: bool,
+    /// Another writer's lines are in the log: positions are counted, never stored or remembered.
+    pub shared: bool,
 }
 
 #[derive(Debug, Default)]
@@ -59,7 +68,7 @@ impl Store {
     /// The log's last line (`None` for an empty log): from what is remembered plus the lines
     /// stored after it, else by one lookup (and a count when that line has no stored position).
     pub(crate) async fn last(&self, key: &LogKey) -> Result<Option<Last>> {
-        let known = self.last_lines.get(key);
+        let known = self.last_lines.get(key).filter(|known| !known.shared);
         let mut newest: Option<Document> = None;
         for mut filter in key.exact_filters() {
             if let Some(known) = known {
@@ -87,8 +96,33 @@ impl Store {
             (Some(document), _) => self.resolve(key, &document).await?,
             (None, None) => None,
         };
+        let last = match last {
+            Some(last) if !last.shared && self.written_before_by_another(key, last.oid).await? => {
+                Some(Last { position: self.count(key).await?, shared: true, ..last })
+            }
+            last => last,
+        };
         self.last_lines.remember(key, last);
         Ok(last)
+    }
+
+    /// Whether a line without a stored position sorts just before `oid` (within its second and
+    /// the one before): another process wrote the log after the line at `oid` was stored.
+    async fn written_before_by_another(&self, key: &LogKey, oid: ObjectId) -> Result<bool> {
+        let seconds = u32::from_be_bytes(oid.bytes()[..4].try_into().expect("4 bytes"));
+        let mut since = [0_u8; 12];
+        since[..4].copy_from_slice(&seconds.saturating_sub(1).to_be_bytes());
+        for mut filter in key.exact_filters() {
+            filter.insert("_id", doc! { "$gte": ObjectId::from_bytes(since), "$lt": oid });
+            filter.insert("n", doc! { "$exists": false });
+            let find = |logs: Collection<Document>| async move {
+                logs.find_one(filter).projection(doc! { "_id": 1 }).await
+            };
+            if self.query(find).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The position of a log's newest document: the one an append stored with it, else a count.
@@ -99,12 +133,12 @@ impl Store {
             Some(Bson::Int32(n)) => u64::try_from(*n).ok(),
             _ => None,
         };
-        let position = match stored {
-            Some(position) => position,
-            None => self.count(key).await?,
+        let (position, shared) = match stored {
+            Some(position) => (position, false),
+            None => (self.count(key).await?, true),
         };
         let done = document.get_str("log").is_ok_and(|text| text == DONE);
-        Ok(Some(Last { oid, position, done }))
+        Ok(Some(Last { oid, position, done, shared }))
     }
 }
 

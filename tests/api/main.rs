@@ -27,3 +27,4 @@ mod snapshot;
 mod stall;
 mod stream;
 mod times;
+mod writers;

@@ -1,5 +1,5 @@
-//! `sse-logs migrate` against a real database: the index once, recorded once, idempotent, and
-//! safe when two replicas start at once.
+//! `sse-logs migrate` against a real database: the indexes once, each recorded once, idempotent,
+//! and safe when two replicas start at once.
 
 use bson::{doc, Document};
 use futures_util::TryStreamExt;
@@ -66,10 +66,21 @@ async fn migrate_creates_the_log_index_once_records_it_and_a_second_run_changes_
     assert!(first.contains("applied 0001_log_index"), "{first}");
     let indexes_after_first = indexes(&db).await;
     assert_eq!(log_indexes(&indexes_after_first), 1, "{indexes_after_first:?}");
+    assert!(first.contains("applied 0002_log_positions"), "{first}");
+    let positions = indexes_after_first
+        .iter()
+        .find(|index| index.keys.keys().collect::<Vec<_>>() == ["type", "id", "n"])
+        .expect("the position index");
+    let options = positions.options.as_ref().unwrap();
+    assert_eq!(options.unique, Some(true), "a position is unique within its log");
+    assert!(options.partial_filter_expression.is_some(), "lines without a position are not indexed");
     let records_after_first = records(&db).await;
-    assert_eq!(records_after_first.len(), 1, "{records_after_first:?}");
-    assert_eq!(records_after_first[0].get_str("_id").unwrap(), "0001_log_index");
-    assert!(records_after_first[0].get_datetime("applied_at").is_ok(), "{records_after_first:?}");
+    let names: Vec<&str> = records_after_first.iter().map(|r| r.get_str("_id").unwrap()).collect();
+    assert_eq!(names, ["0001_log_index", "0002_log_positions"]);
+    assert!(
+        records_after_first.iter().all(|r| r.get_datetime("applied_at").is_ok()),
+        "{records_after_first:?}"
+    );
 
     let second = migrate(&name).await;
     assert!(second.contains("nothing to apply"), "{second}");
@@ -107,7 +118,7 @@ async fn serve_migrating_on_start_and_a_concurrent_migrate_both_succeed_with_one
     let indexes = indexes(&db).await;
     assert_eq!(log_indexes(&indexes), 1, "{indexes:?}");
     let records = records(&db).await;
-    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records.len(), 2, "one record per migration: {records:?}");
     assert!(service.signal("-TERM").await.success());
     drop_database(&name).await;
 }
