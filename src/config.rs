@@ -97,6 +97,8 @@ pub struct Limits {
     pub max_streams: usize,
     /// Largest append body; larger ones get 413.
     pub max_body_bytes: u64,
+    /// Largest request head (request line and headers); larger ones get 431.
+    pub max_header_bytes: usize,
 }
 
 /// `[index]`: the in-memory list of logs behind `GET /api/v1/logs` and the index page.
@@ -221,7 +223,7 @@ impl Default for IndexSettings {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_streams: 10_000, max_body_bytes: 1_048_576 }
+        Self { max_streams: 10_000, max_body_bytes: 1_048_576, max_header_bytes: 65_536 }
     }
 }
 
@@ -240,6 +242,7 @@ fn defaults(builder: Builder) -> Result<Builder, config::ConfigError> {
         .set_default("sse.retry_ms", sse.retry_ms)?
         .set_default("limits.max_streams", u64::try_from(limits.max_streams).unwrap_or(u64::MAX))?
         .set_default("limits.max_body_bytes", limits.max_body_bytes)?
+        .set_default("limits.max_header_bytes", u64::try_from(limits.max_header_bytes).unwrap_or(u64::MAX))?
         .set_default("log.format", "text")?
         .set_default("auth.algorithm", "HS256")?
         .set_default("auth.cookie", "sse_logs_token")?
@@ -322,6 +325,10 @@ impl Settings {
         if self.limits.max_body_bytes == 0 {
             return invalid("limits.max_body_bytes", "must be at least 1");
         }
+        // The HTTP/1.1 streaming path takes a request head of up to 8 KiB without hyper.
+        if self.limits.max_header_bytes < 8192 {
+            return invalid("limits.max_header_bytes", "must be at least 8192");
+        }
         if self.index.max_logs == 0 {
             return invalid("index.max_logs", "must be at least 1");
         }
@@ -395,6 +402,7 @@ mod tests {
         assert_eq!(s.sse.retry_ms, 2000);
         assert_eq!(s.limits.max_streams, 10000);
         assert_eq!(s.limits.max_body_bytes, 1_048_576);
+        assert_eq!(s.limits.max_header_bytes, 65_536);
         assert_eq!(s.log.format, LogFormat::Text);
         assert_eq!(s.index.window_days, 7);
         assert_eq!(s.index.max_logs, 100_000);

@@ -43,6 +43,7 @@ pub struct Application {
     listener: TcpListener,
     allowed_origins: Vec<String>,
     header_read_timeout: Duration,
+    max_header_bytes: usize,
 }
 
 impl Application {
@@ -95,6 +96,7 @@ impl Application {
             listener,
             allowed_origins: settings.cors.allowed_origins,
             header_read_timeout: Duration::from_secs(settings.http.header_read_timeout_secs),
+            max_header_bytes: settings.limits.max_header_bytes,
         })
     }
 
@@ -113,7 +115,11 @@ impl Application {
         let shutdown = self.shutdown.clone();
         tracing::info!(addr = %self.addr, "listening");
         let routes = routes(self.streams.state().clone(), &self.allowed_origins);
-        let server = crate::server::serve(self.listener, routes, self.header_read_timeout, shutdown.clone());
+        let limits = crate::server::Limits {
+            header_read_timeout: self.header_read_timeout,
+            max_header_bytes: self.max_header_bytes,
+        };
+        let server = crate::server::serve(self.listener, routes, limits, shutdown.clone());
         let deadline = async {
             shutdown.wait().await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;

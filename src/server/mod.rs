@@ -35,6 +35,15 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// How long to wait before peeking again at a connection that sent part of the preface.
 const PREFACE_POLL: Duration = Duration::from_millis(5);
 
+/// What one client may send before its request is refused.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// How long the request head may take to arrive (slow-loris).
+    pub header_read_timeout: Duration,
+    /// The largest request head; a larger one is answered 431, over HTTP/1.1 and HTTP/2 alike.
+    pub max_header_bytes: usize,
+}
+
 /// The two protocol builders, configured once and shared by every connection.
 struct Builders {
     http1: http1::Builder,
@@ -46,13 +55,16 @@ struct Builders {
 pub(crate) async fn serve(
     listener: TcpListener,
     routes: BoxedFilter<(Response,)>,
-    header_read_timeout: Duration,
+    limits: Limits,
     shutdown: Shutdown,
 ) {
+    let Limits { header_read_timeout, max_header_bytes } = limits;
     let mut http1 = http1::Builder::new();
-    http1.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    // Without `max_header_size` hyper accepts heads up to its read buffer's ~400 KiB.
+    http1.timer(TokioTimer::new()).header_read_timeout(header_read_timeout).max_header_size(max_header_bytes);
     let mut http2 = http2::Builder::new(TokioExecutor::new());
-    http2.timer(TokioTimer::new());
+    // h2 answers 431 to a header list over this (each field counted with 32 bytes of overhead).
+    http2.timer(TokioTimer::new()).max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
     let builders = Arc::new(Builders { http1, http2, header_read_timeout });
     let connections = GracefulShutdown::new();
     // Connection tasks, including the streams written by `h1`, which hyper does not see.

@@ -12,6 +12,7 @@ mod errors;
 mod faults;
 mod helpers;
 mod index;
+mod limits;
 mod migrate;
 mod mongo_server;
 mod multi;
