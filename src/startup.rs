@@ -14,6 +14,8 @@ use crate::shutdown::Shutdown;
 
 /// How long shutdown may take before the remaining connections are cut.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
+/// How long closing the MongoDB clients may take after that (the exit bound is 5 s in all).
+const CLOSE_GRACE: Duration = Duration::from_millis(400);
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +129,10 @@ impl Application {
         tokio::select! {
             _ = server => tracing::info!("stopped"),
             _ = deadline => tracing::warn!("connections still open at the end of the grace period; closing them"),
+        }
+        let store = &self.streams.state().sessions.store;
+        if tokio::time::timeout(CLOSE_GRACE, store.close()).await.is_err() {
+            tracing::warn!("the MongoDB clients did not close in time");
         }
     }
 }

@@ -142,8 +142,10 @@ pub fn main() -> ExitCode {
             _ => serve(settings).await,
         }
     });
-    // Do not wait for tasks still parked on MongoDB: shutdown has already ended the streams.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    // Shutdown has ended the streams and closed the MongoDB clients. Tasks that still run (the
+    // driver's own, killing cursors) are left to the process's exit: shutting the runtime down
+    // would cancel them mid-way, and the driver panics on a cancelled task of its own.
+    std::mem::forget(runtime);
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -180,6 +182,8 @@ fn run_client(command: Command) -> ExitCode {
             }
         }
     });
+    // As for `serve`: no runtime shutdown under the driver's tasks (`push --mongodb-uri`).
+    std::mem::forget(runtime);
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -122,6 +122,8 @@ pub(crate) struct Store {
     last_lines: Arc<LastLines>,
     /// Applied to every line read and appended (`redact.patterns`).
     redact: Arc<Redactor>,
+    /// The clients were made here (not an embedding app's), so closing them is ours to do.
+    owns_clients: bool,
 }
 
 impl Store {
@@ -151,7 +153,18 @@ impl Store {
         let watched = Client::with_options(watch_options)?
             .database(&settings.database)
             .collection(&settings.collection);
-        Ok(Self::new(collection, watched, pool, &metrics))
+        Ok(Self { owns_clients: true, ..Self::new(collection, watched, pool, &metrics) })
+    }
+
+    /// Closes the clients this store made (an embedding app's client is left alone), without
+    /// waiting for cursors still held: it ends their connections. Called at the end of `serve`,
+    /// while the runtime still runs: a runtime shut down under the driver's tasks makes it panic
+    /// (`kill_cursor`, `JoinError::Cancelled`).
+    pub async fn close(&self) {
+        if self.owns_clients {
+            self.collection.client().clone().shutdown().immediate(true).await;
+            self.watched.client().clone().shutdown().immediate(true).await;
+        }
     }
 
     /// Uses a collection the caller already has (an embedding app's own client, whose pool holds
@@ -179,6 +192,7 @@ impl Store {
             appends: Arc::default(),
             last_lines: Arc::default(),
             redact: Arc::default(),
+            owns_clients: false,
         }
     }
 

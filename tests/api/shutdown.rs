@@ -90,3 +90,49 @@ async fn sigterm_and_sigint_end_every_open_stream_cleanly_and_the_binary_exits_z
         drop_database(&database).await;
     }
 }
+
+/// One `serve` with a stream mid-backlog (its cursor open), one following live and the index
+/// stream, stopped by SIGTERM: its exit status and everything it wrote to standard error.
+async fn one_exit(database: &str) -> (std::process::ExitStatus, String) {
+    let mut service = ServeProcess::new(mongodb_uri(), database.to_owned());
+    service.start().await;
+    service.wait_ready().await;
+    let http = reqwest::Client::new();
+    let mut open = Vec::new();
+    for path in ["/api/v1/logs/big/1/stream", "/api/v1/logs/live/1/stream", "/api/v1/logs/events"] {
+        let response =
+            tokio::time::timeout(PATIENCE, http.get(service.url(path)).send()).await.unwrap().unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let mut client = SseClient::new(response);
+        // The first event: the backlog read (or the index) is under way, not waiting to start.
+        if path != "/api/v1/logs/live/1/stream" {
+            client.next_event().await;
+        }
+        open.push(client);
+    }
+    let status = service.signal("-TERM").await;
+    (status, service.log())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_exits_under_open_cursors_are_all_clean() {
+    let database = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let logs = mongodb::Client::with_uri_str(mongodb_uri())
+        .await
+        .unwrap()
+        .database(&database)
+        .collection::<bson::Document>("sse_logs");
+    let lines: Vec<bson::Document> =
+        (0..20_000).map(|n| doc! { "type": "big", "id": 1_i64, "log": format!("line {n}") }).collect();
+    logs.insert_many(lines).await.unwrap();
+    logs.insert_one(doc! { "type": "live", "id": 1_i64, "log": "started" }).await.unwrap();
+    // Four at a time, five rounds: twenty exits in the time of five.
+    for _ in 0..5 {
+        let exits = futures_util::future::join_all((0..4).map(|_| one_exit(&database))).await;
+        for (status, log) in exits {
+            assert!(status.success(), "exit status {status}: {log}");
+            assert!(!log.contains("panicked"), "a panic on the way out: {log}");
+        }
+    }
+    drop_database(&database).await;
+}
