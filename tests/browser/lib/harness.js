@@ -10,7 +10,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MongoClient } from 'mongodb';
 import { chromium } from 'playwright-core';
-import { after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { after, afterEach, before } from 'node:test';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const root = path.resolve(here, '../../..');
@@ -169,6 +170,20 @@ export async function mongo(service) {
   return { client, collection: client.db(service.database).collection('sse_logs') };
 }
 
+// Every page opened with `openPage` is checked for page errors (uncaught exceptions in the page):
+// when its context closes, and after each test for the pages still open, so that a test fails
+// for an error in a page it opened, whether or not it looks at `errors` itself.
+const openPages = new Set();
+
+function assertNoPageErrors(opened) {
+  const thrown = opened.errors.splice(0).map((err) => `${err.name}: ${err.message}`);
+  assert.deepEqual(thrown, [], `uncaught errors in ${opened.url}`);
+}
+
+afterEach(() => {
+  for (const opened of openPages) assertNoPageErrors(opened);
+});
+
 export async function launchBrowser() {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -178,16 +193,25 @@ export async function launchBrowser() {
 }
 
 /**
- * A page in a fresh context that fails the test on page errors and records dialogs.
- * `errors` and `dialogs` are filled as they happen.
+ * A page in a fresh context that records page errors and dialogs as they happen (`errors`,
+ * `dialogs`); closing its context fails if the page had page errors (see `openPages`).
  */
 export async function openPage(browser, { colorScheme = 'dark', width = 1280, height = 800, ...rest } = {}) {
   const context = await browser.newContext({ viewport: { width, height }, colorScheme, acceptDownloads: true, ...rest });
   const page = await context.newPage();
   const errors = [];
   const dialogs = [];
+  const opened = { errors, url: '' };
   page.on('pageerror', (err) => errors.push(err));
+  page.on('framenavigated', (frame) => { if (frame === page.mainFrame()) opened.url = frame.url(); });
   page.on('dialog', (dialog) => { dialogs.push(dialog.message()); dialog.dismiss().catch(() => {}); });
+  openPages.add(opened);
+  const close = context.close.bind(context);
+  context.close = async (...args) => {
+    await close(...args);
+    if (openPages.delete(opened)) assertNoPageErrors(opened);
+  };
+  context.once('close', () => openPages.delete(opened));
   return { context, page, errors, dialogs };
 }
 
