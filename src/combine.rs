@@ -9,6 +9,7 @@
 //! sessions (they are streams it polls, not tasks) then ends them too.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -52,7 +53,8 @@ pub(crate) fn start(
             .boxed()
     });
     let sources = futures_util::stream::select_all(sources);
-    let combiner = Combiner { state, positions, out };
+    let end_after = crate::backoff::jitter(state.drain);
+    let combiner = Combiner { state, positions, out, end_after };
     tokio::spawn(async move {
         let _permit = permit;
         combiner.run(sources).await;
@@ -65,6 +67,8 @@ struct Combiner {
     /// Every log's position as sent so far: the `id:` of the next event.
     positions: Vec<u64>,
     out: mpsc::Sender<Bytes>,
+    /// How long after shutdown starts the response ends (its share of the drain spread).
+    end_after: Duration,
 }
 
 /// Why the combiner stops early.
@@ -90,7 +94,7 @@ impl Combiner {
                 },
                 _ = tokio::time::sleep(keep_alive) => self.send(sse::keep_alive()).await,
                 _ = self.out.closed() => return,
-                _ = self.state.shutdown.wait() => return,
+                _ = self.state.shutdown.wait_then(self.end_after) => return,
             };
             if sent.is_err() {
                 return;
@@ -101,7 +105,7 @@ impl Combiner {
     async fn send(&self, chunk: Bytes) -> Result<(), Stop> {
         tokio::select! {
             sent = self.out.send(chunk) => sent.map_err(|_| Stop),
-            _ = self.state.shutdown.wait() => Err(Stop),
+            _ = self.state.shutdown.wait_then(self.end_after) => Err(Stop),
         }
     }
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 /// Everything the service can be told from outside.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// `[http]`
     pub http: HttpSettings,
@@ -33,10 +34,26 @@ pub struct Settings {
     pub index: IndexSettings,
     /// `[redact]`
     pub redact: RedactSettings,
+    /// `[shutdown]`
+    pub shutdown: ShutdownSettings,
+}
+
+/// `[shutdown]`: how a stopping process lets its viewers go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// Streams end at random moments over this many seconds (0: all at once).
+    pub drain_secs: u64,
+}
+
+impl ShutdownSettings {
+    /// The contract's default spread.
+    pub const DEFAULT_DRAIN_SECS: u64 = 2;
 }
 
 /// `[redact]`: secrets that never leave the service.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RedactSettings {
     /// Regular expressions whose matches become `***` in every line served and appended. In the
     /// environment, `SSE_LOGS__REDACT__PATTERNS` holds one pattern, or several on separate lines.
@@ -45,6 +62,7 @@ pub struct RedactSettings {
 
 /// `[retention]`: deleting old logs (off unless `days` is set).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RetentionSettings {
     /// Whole logs whose last line is older than this many days are deleted in the background.
     pub days: Option<u64>,
@@ -54,6 +72,7 @@ pub struct RetentionSettings {
 
 /// `[http]`: where to listen.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     /// Address to listen on; port 0 picks a free port (tests use that).
     pub bind: SocketAddr,
@@ -63,6 +82,7 @@ pub struct HttpSettings {
 
 /// `[mongodb]`: where the logs are.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MongoSettings {
     /// Connection string; a replica set or sharded cluster (change streams need one).
     pub uri: String,
@@ -83,6 +103,7 @@ impl MongoSettings {
 
 /// `[sse]`: stream timing.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SseSettings {
     /// Seconds between `: keep-alive` comments on an idle stream.
     pub keep_alive_secs: u64,
@@ -92,6 +113,7 @@ pub struct SseSettings {
 
 /// `[limits]`: what one process accepts.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Most streams open at once; more get 503.
     pub max_streams: usize,
@@ -103,6 +125,7 @@ pub struct Limits {
 
 /// `[index]`: the in-memory list of logs behind `GET /api/v1/logs` and the index page.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IndexSettings {
     /// Days of lines read at start to build the list (by `_id` time); 0 lists only logs seen live.
     pub window_days: u64,
@@ -112,6 +135,7 @@ pub struct IndexSettings {
 
 /// `[log]`: the process's own logging.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogSettings {
     /// `text` for people, `json` for log collectors.
     pub format: LogFormat,
@@ -119,6 +143,7 @@ pub struct LogSettings {
 
 /// `[auth]`: who may read and append.
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     /// `none`, `token` or `forward`. Unset means `none` on a loopback address and a refusal to
     /// start anywhere else.
@@ -178,6 +203,7 @@ pub enum TokenAlgorithm {
 
 /// `[cors]`: which other origins may use the API from a browser.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CorsSettings {
     /// Exact origins (`https://ci.example.com`); empty means same-origin only.
     pub allowed_origins: Vec<String>,
@@ -251,6 +277,7 @@ fn defaults(builder: Builder) -> Result<Builder, config::ConfigError> {
         .set_default("retention.interval_secs", 3600)?
         .set_default("redact.patterns", Vec::<String>::new())?
         .set_default("cors.allowed_origins", Vec::<String>::new())?
+        .set_default("shutdown.drain_secs", ShutdownSettings::DEFAULT_DRAIN_SECS)?
         .set_default("index.window_days", index.window_days)?
         .set_default("index.max_logs", u64::try_from(index.max_logs).unwrap_or(u64::MAX))
 }
@@ -321,6 +348,10 @@ impl Settings {
         }
         if self.retention.interval_secs == 0 {
             return invalid("retention.interval_secs", "must be at least 1");
+        }
+        // The process exits within 5 s of the signal, streams ended and connections closed.
+        if self.shutdown.drain_secs > 4 {
+            return invalid("shutdown.drain_secs", "must be at most 4 (the process exits within 5 s)");
         }
         if self.limits.max_body_bytes == 0 {
             return invalid("limits.max_body_bytes", "must be at least 1");
@@ -403,6 +434,7 @@ mod tests {
         assert_eq!(s.limits.max_streams, 10000);
         assert_eq!(s.limits.max_body_bytes, 1_048_576);
         assert_eq!(s.limits.max_header_bytes, 65_536);
+        assert_eq!(s.shutdown.drain_secs, 2);
         assert_eq!(s.log.format, LogFormat::Text);
         assert_eq!(s.index.window_days, 7);
         assert_eq!(s.index.max_logs, 100_000);
@@ -419,6 +451,29 @@ mod tests {
         assert_eq!(s.sse.keep_alive_secs, 3);
         assert_eq!(s.mongodb.database, "other");
         assert_eq!(s.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn an_unknown_key_fails_naming_it_whether_a_key_or_a_section_and_from_a_file_too() {
+        let key = Settings::load_from(env(&[("SSE_LOGS__LIMITS__MAX_STREAM", "3")])).unwrap_err().to_string();
+        assert!(key.contains("max_stream") && key.contains("limits"), "{key}");
+        let section = Settings::load_from(env(&[("SSE_LOGS__HTTTP__BIND", "x")])).unwrap_err().to_string();
+        assert!(section.contains("htttp"), "{section}");
+        let file = std::env::temp_dir().join(format!("sse-logs-typo-{}.toml", std::process::id()));
+        std::fs::write(&file, "[sse]\nkeep_alive_sec = 5\n").unwrap();
+        let path = file.to_str().unwrap().to_owned();
+        let from_file = Settings::load_from(env(&[("SSE_LOGS_CONFIG", &path)])).unwrap_err().to_string();
+        std::fs::remove_file(&file).unwrap();
+        assert!(from_file.contains("keep_alive_sec"), "{from_file}");
+        // Variables outside the `SSE_LOGS__` prefix (the CLI's own) are not settings.
+        assert!(Settings::load_from(env(&[("SSE_LOGS_SERVER", "http://x"), ("SSE_LOGS_TOKEN", "t")])).is_ok());
+    }
+
+    #[test]
+    fn a_drain_longer_than_the_exit_bound_names_its_key() {
+        let err =
+            Settings::load_from(env(&[("SSE_LOGS__SHUTDOWN__DRAIN_SECS", "5")])).unwrap_err().to_string();
+        assert!(err.contains("shutdown.drain_secs"), "{err}");
     }
 
     #[test]

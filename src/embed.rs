@@ -44,6 +44,7 @@ pub struct LogStreamsBuilder {
     allowed_origins: Vec<String>,
     redact: Redactor,
     shutdown: Shutdown,
+    drain: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -92,6 +93,7 @@ impl LogStreams {
             allowed_origins: Vec::new(),
             redact: Redactor::default(),
             shutdown: Shutdown::new(),
+            drain: Duration::from_secs(crate::config::ShutdownSettings::DEFAULT_DRAIN_SECS),
             metrics,
         }
     }
@@ -216,6 +218,13 @@ impl LogStreamsBuilder {
         self
     }
 
+    /// At shutdown, each stream ends at a random moment within `spread` (default 2 s), so that
+    /// its viewers reconnect to the other replicas as a ramp, not all in the same instant.
+    pub fn drain_spread(mut self, spread: Duration) -> Self {
+        self.drain = spread;
+        self
+    }
+
     /// Ends every stream and the change stream when `signal` completes (the host's shutdown).
     pub fn shutdown_on(self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
         let shutdown = self.shutdown.clone();
@@ -245,6 +254,7 @@ impl LogStreamsBuilder {
             metrics: self.metrics,
             shutdown: self.shutdown,
             sse: self.sse,
+            drain: self.drain,
             stall_after: self.stall_after,
             index,
         };

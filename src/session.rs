@@ -55,6 +55,8 @@ pub(crate) struct Sessions {
     pub metrics: Arc<Metrics>,
     pub shutdown: Shutdown,
     pub sse: SseSettings,
+    /// At shutdown, streams end at random moments over this long (`shutdown.drain_secs`).
+    pub drain: Duration,
     /// A change stream silent for longer is reported stalled (not ready).
     pub stall_after: Duration,
     /// The list of logs, kept current by the hub.
@@ -127,6 +129,7 @@ pub(crate) fn start(
     permit: Option<OwnedSemaphorePermit>,
 ) -> Body {
     let span = tracing::info_span!("stream", log_type = %request.key.log_type, id = %request.key.id, from = request.from);
+    let state_drain = state.drain;
     let slot = Arc::new(Slot::default());
     let session = Session {
         route: request.route,
@@ -139,6 +142,7 @@ pub(crate) fn start(
         last: None,
         seen: HashSet::new(),
         out: slot.clone(),
+        end_after: crate::backoff::jitter(state_drain),
     };
     let run = async move {
         let _permit = permit;
@@ -207,6 +211,8 @@ struct Session {
     /// Backlog `_id`s the hub may still deliver.
     seen: HashSet<ObjectId>,
     out: Arc<Slot>,
+    /// How long after shutdown starts this stream ends (its share of the drain spread).
+    end_after: Duration,
 }
 
 impl Session {
@@ -263,7 +269,7 @@ impl Session {
             tokio::select! {
                 _ = live.changed() => {}
                 _ = tokio::time::sleep(keep_alive) => self.keep_alive().await?,
-                _ = self.state.shutdown.wait() => return Err(Break::Shutdown),
+                _ = self.state.shutdown.wait_then(self.end_after) => return Err(Break::Shutdown),
             }
         }
     }
@@ -328,7 +334,7 @@ impl Session {
         // subscribers of a log, making them anew for each line registers and removes a timer
         // and a waiter per subscriber, on structures every session shares. The timer is moved
         // on only when it fires, to `keep_alive` after the last write.
-        let stop = self.state.shutdown.wait_owned();
+        let stop = self.state.shutdown.wait_then_owned(self.end_after);
         tokio::pin!(stop);
         let idle = tokio::time::sleep(keep_alive);
         tokio::pin!(idle);
@@ -445,7 +451,7 @@ impl Session {
     async fn guard<T>(&self, call: impl std::future::Future<Output = T>) -> Result<T, Break> {
         tokio::select! {
             value = call => Ok(value),
-            _ = self.state.shutdown.wait() => Err(Break::Shutdown),
+            _ = self.state.shutdown.wait_then(self.end_after) => Err(Break::Shutdown),
         }
     }
 

@@ -59,9 +59,12 @@ impl Frames {
 /// How many formats can share a live line's frame between subscribers (`Format::shared_slot`).
 pub(crate) const SHARED_FORMATS: usize = 6;
 
-/// The first bytes of every stream: how long EventSource waits before reconnecting.
+/// The first bytes of every stream: how long EventSource waits before reconnecting, `ms` plus
+/// a random extra of up to `ms` again, different for each connection, so that viewers dropped
+/// together (a replica stopped, a proxy reloaded) do not all come back in the same instant.
 pub(crate) fn retry(ms: u64) -> Bytes {
-    Bytes::from(format!("retry: {ms}\n\n"))
+    let extra = crate::backoff::jitter(std::time::Duration::from_millis(ms)).as_millis();
+    Bytes::from(format!("retry: {}\n\n", u128::from(ms) + extra))
 }
 
 /// A comment that keeps proxies and browsers from timing out an idle stream.
@@ -391,7 +394,15 @@ mod tests {
 
     #[test]
     fn retry_and_keep_alive_frames() {
-        assert_eq!(&retry(2000)[..], b"retry: 2000\n\n");
+        let delays: std::collections::HashSet<u64> = (0..20)
+            .map(|_| {
+                let frame = String::from_utf8(retry(2000).to_vec()).unwrap();
+                let value = frame.strip_prefix("retry: ").and_then(|v| v.strip_suffix("\n\n")).unwrap();
+                value.parse().unwrap()
+            })
+            .collect();
+        assert!(delays.iter().all(|ms| (2000..=4000).contains(ms)), "{delays:?}");
+        assert!(delays.len() > 1, "spread: {delays:?}");
         assert_eq!(&keep_alive()[..], b": keep-alive\n\n");
     }
 }

@@ -75,6 +75,7 @@ impl Application {
             .access(access)
             .allowed_origins(settings.cors.allowed_origins.clone())
             .redact(redactor)
+            .drain_spread(Duration::from_secs(settings.shutdown.drain_secs))
             .shutdown_on(async move { signal.wait().await })
             .build();
         if settings.mongodb.migrate_on_start {

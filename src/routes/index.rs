@@ -111,8 +111,9 @@ async fn open_events(request: Incoming) -> Result<Response, ApiError> {
     // The first list is made here so that missing credentials are a 401, not an empty stream.
     let mut readable = Readable::default();
     let (first, _) = readable.page(&request, &query, &params).await?;
-    let body =
-        index_feed::start(index_feed::Feed { request, query, params, readable, changes, first }, permit);
+    let end_after = crate::backoff::jitter(request.state.sessions.drain);
+    let feed = index_feed::Feed { request, query, params, readable, changes, first, end_after };
+    let body = index_feed::start(feed, permit);
     Ok(event_stream(body))
 }
 

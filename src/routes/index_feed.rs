@@ -30,6 +30,8 @@ pub(super) struct Feed {
     pub readable: Readable,
     pub changes: broadcast::Receiver<Change>,
     pub first: Vec<Summary>,
+    /// How long after shutdown starts this stream ends (its share of the drain spread).
+    pub end_after: std::time::Duration,
 }
 
 /// Why the stream stops.
@@ -72,7 +74,7 @@ impl Feed {
                     continue;
                 }
                 _ = out.closed() => return Err(Stop::ClientGone),
-                _ = sessions.shutdown.wait() => return Err(Stop::Shutdown),
+                _ = sessions.shutdown.wait_then(self.end_after) => return Err(Stop::Shutdown),
             };
             let chunk = match change {
                 Ok(Change::Log(summary)) => self.one(&summary).await,
@@ -115,7 +117,7 @@ impl Feed {
     async fn send(&self, out: &mpsc::Sender<Bytes>, chunk: Bytes) -> Result<(), Stop> {
         tokio::select! {
             sent = out.send(chunk) => sent.map_err(|_| Stop::ClientGone),
-            _ = self.request.state.sessions.shutdown.wait() => Err(Stop::Shutdown),
+            _ = self.request.state.sessions.shutdown.wait_then(self.end_after) => Err(Stop::Shutdown),
         }
     }
 }

@@ -106,7 +106,7 @@ async fn when_the_resume_token_fell_out_of_the_oplog_every_client_resyncs_and_ge
     let mut readers = Vec::new();
     for _ in 0..5 {
         let mut client = app.get_stream(&app.stream_url("deploy", "1", "")).await;
-        assert_eq!(client.next_item().await, Item::Retry(2000));
+        client.expect_retry().await;
         readers.push(client);
     }
     for n in 1..=TOTAL / 2 {
@@ -163,7 +163,7 @@ async fn after_a_sigkill_of_mongodb_clients_get_every_line_it_still_has_once_and
     let mut readers = Vec::new();
     for _ in 0..5 {
         let mut client = app.get_stream(&url).await;
-        assert_eq!(client.next_item().await, Item::Retry(2000));
+        client.expect_retry().await;
         readers.push(tokio::spawn(async move { client.collect_to_end().await }));
     }
 
@@ -255,7 +255,7 @@ async fn with_mongodb_unreachable_the_service_starts_and_streams_wait_until_it_i
     assert_eq!(append.status(), 503);
 
     let mut client = app.get_stream(&app.stream_url("deploy", "1", "from=0")).await;
-    assert_eq!(client.next_item().await, Item::Retry(2000));
+    client.expect_retry().await;
     assert_eq!(client.next_item().await, Item::Comment("keep-alive".into()), "waits with keep-alives");
 
     server.start();
@@ -321,7 +321,7 @@ async fn ten_thousand_connects_and_disconnects_leave_no_subscriber_and_flat_memo
         let response = tokio::time::timeout(PATIENCE, http.get(&url).send()).await.unwrap().unwrap();
         assert_eq!(response.status(), 200);
         let mut client = SseClient::new(response);
-        assert_eq!(client.next_item().await, Item::Retry(2000));
+        client.expect_retry().await;
     };
     let mut rss_after_warm_up = 0;
     for round in 0..CYCLES / AT_ONCE {
@@ -355,7 +355,7 @@ async fn shutdown_ends_two_thousand_open_streams_within_five_seconds() {
     let mut clients = Vec::new();
     for _ in 0..2000 {
         let mut client = app.get_stream(&app.stream_url("many", "1", "")).await;
-        assert_eq!(client.next_item().await, Item::Retry(2000));
+        client.expect_retry().await;
         clients.push(client);
     }
     let started = Instant::now();

@@ -90,6 +90,8 @@ async fn spawn_on(
         ("SSE_LOGS__MONGODB__URI".into(), uri.clone()),
         ("SSE_LOGS__MONGODB__DATABASE".into(), database.clone()),
         ("SSE_LOGS__HTTP__BIND".into(), "127.0.0.1:0".into()),
+        // Streams end at once when a test stops its app; the spread has a test of its own.
+        ("SSE_LOGS__SHUTDOWN__DRAIN_SECS".into(), "0".into()),
     ]);
     for (key, value) in overrides {
         env.insert(format!("SSE_LOGS__{key}"), (*value).to_owned());
@@ -301,6 +303,15 @@ impl Drop for ServeProcess {
     }
 }
 
+/// Splits a stream's body into its first `retry:` value and the rest, checking that the value is
+/// `sse.retry_ms` (2000 ms) plus a random extra of at most as much again.
+pub fn split_retry(body: &str) -> (u64, &str) {
+    let (first, rest) = body.split_once("\n\n").expect("a first frame");
+    let ms: u64 = first.strip_prefix("retry: ").and_then(|ms| ms.parse().ok()).expect("retry: <ms> first");
+    assert!((2000..=4000).contains(&ms), "retry: {ms} is not 2000 plus up to 2000");
+    (ms, rest)
+}
+
 /// Drops a test database made outside `spawn_app` (for tests that run the binary).
 pub async fn drop_database(database: &str) {
     let client = Client::with_uri_str(mongodb_uri()).await.expect("test client");
@@ -438,6 +449,14 @@ impl SseClient {
     }
 
     /// The next event, skipping comments and retry fields; panics at the end of the response.
+    /// Reads the first item, `retry:`, checking it is `sse.retry_ms` (2000) plus up to as much.
+    pub async fn expect_retry(&mut self) -> u64 {
+        match self.next_item().await {
+            Item::Retry(ms) if (2000..=4000).contains(&ms) => ms,
+            other => panic!("expected retry: 2000 plus up to 2000, got {other:?}"),
+        }
+    }
+
     pub async fn next_event(&mut self) -> Event {
         loop {
             match self.next_item().await {

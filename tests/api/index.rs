@@ -9,7 +9,7 @@ use jsonwebtoken::{EncodingKey, Header};
 use serde_json::Value;
 use sse_logs::access::Claims;
 
-use crate::helpers::{spawn_app, spawn_app_with, Item, SseClient, TestApp};
+use crate::helpers::{spawn_app, spawn_app_with, SseClient, TestApp};
 
 /// The next `event: log` object of an index stream.
 async fn next_log(client: &mut SseClient) -> Value {
@@ -65,7 +65,7 @@ fn oid_ago(ago: Duration, n: u32) -> ObjectId {
 async fn logs_written_by_another_process_appear_live_and_in_the_list() {
     let app = spawn_app().await;
     let mut events = app.get_stream(&app.url("/api/v1/logs/events")).await;
-    assert_eq!(events.next_item().await, Item::Retry(2000));
+    events.expect_retry().await;
 
     app.write("deploy", 7_i64, &["one"]).await;
     let started = wait_for(&mut events, "deploy", "7", |_| true).await;
@@ -270,7 +270,7 @@ async fn in_token_mode_only_readable_logs_are_listed_and_streamed() {
 async fn an_index_stream_ends_cleanly_at_shutdown() {
     let mut app = spawn_app().await;
     let mut events = app.get_stream(&app.url("/api/v1/logs/events")).await;
-    assert_eq!(events.next_item().await, Item::Retry(2000));
+    events.expect_retry().await;
     app.stop().await;
     assert_eq!(events.collect_to_end().await, []);
 }

@@ -77,7 +77,7 @@ async fn three_logs_interleave_each_once_in_order_and_the_response_ends_after_th
     write_range(&app, "a", 1..=2).await;
     write_range(&app, "b", 1..=1).await;
     let mut client = app.get_stream(&streams_url(&app, &logs)).await;
-    assert_eq!(client.next_item().await, Item::Retry(2000));
+    client.expect_retry().await;
     let mut events = vec![client.next_event().await, client.next_event().await, client.next_event().await];
     // Live lines, interleaved across logs; the ends one after another.
     write_range(&app, "c", 1..=2).await;
@@ -240,7 +240,7 @@ async fn a_client_leaving_ends_every_session_and_shutdown_ends_the_response_clea
 async fn an_idle_combined_stream_gets_one_retry_and_keep_alives_from_the_combiner() {
     let app = spawn_app_with(&[("SSE__KEEP_ALIVE_SECS", "1")]).await;
     let mut client = app.get_stream(&streams_url(&app, &["ci:quiet1", "ci:quiet2", "ci:quiet3"])).await;
-    assert_eq!(client.next_item().await, Item::Retry(2000));
+    client.expect_retry().await;
     assert_eq!(client.next_item().await, Item::Comment("keep-alive".into()));
     app.write("ci", "quiet2", &["hello"]).await;
     let event = client.next_event().await;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use bson::doc;
 
 use crate::helpers::{
-    drop_database, mongodb_uri, spawn_app, take_data, Item, ServeProcess, SseClient, PATIENCE,
+    drop_database, mongodb_uri, spawn_app, spawn_app_with, take_data, Item, ServeProcess, SseClient, PATIENCE,
 };
 
 #[tokio::test]
@@ -135,4 +135,31 @@ async fn twenty_exits_under_open_cursors_are_all_clean() {
         }
     }
     drop_database(&database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_streams_end_spread_over_the_drain_time_each_cleanly() {
+    let mut app = spawn_app_with(&[("SHUTDOWN__DRAIN_SECS", "2")]).await;
+    app.write("drain", 1_i64, &["first"]).await;
+    let mut ends = Vec::new();
+    for _ in 0..30 {
+        let mut client = app.get_stream(&app.stream_url("drain", "1", "")).await;
+        assert_eq!(take_data(&mut client, 1).await, ["first"]);
+        ends.push(tokio::spawn(async move {
+            // A clean end of the chunked body: SseClient panics on a broken connection.
+            assert_eq!(client.next_item().await, Item::End);
+            Instant::now()
+        }));
+    }
+    let triggered = Instant::now();
+    app.stop().await;
+    let mut at = Vec::new();
+    for end in ends {
+        at.push(end.await.expect("every stream ends cleanly").duration_since(triggered));
+    }
+    at.sort();
+    let (first, last) = (at[0], at[at.len() - 1]);
+    // Thirty ends drawn over two seconds: a wall (all in one instant) is what this rules out.
+    assert!(last - first > Duration::from_millis(500), "ends not spread: {at:?}");
+    assert!(last < Duration::from_secs(3), "the last stream ended late: {at:?}");
 }

@@ -1,6 +1,6 @@
 //! The SSE stream: backlog, live, `[DONE]`, resume and framing, read as a browser would.
 
-use crate::helpers::{spawn_app, spawn_app_with, take_data, Item};
+use crate::helpers::{spawn_app, spawn_app_with, split_retry, take_data, Item};
 
 #[tokio::test]
 async fn backlog_then_live_lines_arrive_and_done_closes_the_response() {
@@ -8,7 +8,7 @@ async fn backlog_then_live_lines_arrive_and_done_closes_the_response() {
     app.write("deploy", 42_i64, &["one", "two"]).await;
     let mut client = app.get_stream(&app.url("/api/v1/sse/logs/?type=deploy&id=42&num=0")).await;
 
-    assert_eq!(client.next_item().await, Item::Retry(2000));
+    client.expect_retry().await;
     assert_eq!(take_data(&mut client, 2).await, ["one", "two"]);
     app.write("deploy", 42_i64, &["three"]).await;
     assert_eq!(take_data(&mut client, 1).await, ["three"]);
@@ -139,7 +139,7 @@ async fn integer_and_string_ids_are_the_same_log_when_the_text_is_canonical() {
 async fn a_log_with_no_lines_yet_waits_and_then_streams() {
     let app = spawn_app().await;
     let mut client = app.get_stream(&app.stream_url("build", "new", "")).await;
-    assert_eq!(client.next_item().await, Item::Retry(2000));
+    client.expect_retry().await;
     app.write("build", "new", &["first", "[DONE]"]).await;
     let data: Vec<String> = client.collect_to_end().await.into_iter().map(|e| e.data).collect();
     assert_eq!(data, ["first", "[DONE]"]);
@@ -160,7 +160,7 @@ async fn a_position_past_the_end_waits_until_the_log_gets_there() {
 async fn an_idle_stream_sends_keep_alive_comments() {
     let app = spawn_app_with(&[("SSE__KEEP_ALIVE_SECS", "1")]).await;
     let mut client = app.get_stream(&app.stream_url("idle", "1", "")).await;
-    assert_eq!(client.next_item().await, Item::Retry(2000));
+    client.expect_retry().await;
     assert_eq!(client.next_item().await, Item::Comment("keep-alive".into()));
     assert_eq!(client.next_item().await, Item::Comment("keep-alive".into()));
     app.write("idle", 1_i64, &["finally"]).await;
@@ -184,10 +184,22 @@ async fn the_raw_bytes_follow_the_contract() {
     app.write("raw", 1_i64, &[" x\ry", "[DONE]"]).await;
     let mut client = app.get_stream(&app.stream_url("raw", "1", "")).await;
     client.collect_to_end().await;
-    assert_eq!(
-        String::from_utf8(client.raw.clone()).unwrap(),
-        "retry: 2000\n\nid: 1\ndata:  x\ndata: y\n\nid: 2\ndata: [DONE]\n\n"
-    );
+    let raw = String::from_utf8(client.raw.clone()).unwrap();
+    assert_eq!(split_retry(&raw).1, "id: 1\ndata:  x\ndata: y\n\nid: 2\ndata: [DONE]\n\n");
+}
+
+#[tokio::test]
+async fn each_connection_gets_its_own_retry_between_once_and_twice_the_setting() {
+    let app = spawn_app().await;
+    app.write("spread", 1_i64, &["[DONE]"]).await;
+    let mut delays = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let mut client = app.get_stream(&app.stream_url("spread", "1", "")).await;
+        client.collect_to_end().await;
+        delays.insert(split_retry(&String::from_utf8(client.raw.clone()).unwrap()).0);
+    }
+    // Twenty draws from 2,001 values: all equal only if nothing is drawn.
+    assert!(delays.len() > 1, "every connection was told the same retry: {delays:?}");
 }
 
 #[tokio::test]
