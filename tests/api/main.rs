@@ -18,6 +18,7 @@ mod multi;
 mod nginx;
 mod operate;
 mod push_faults;
+mod push_relay;
 mod redact;
 mod replicas;
 mod retention;
