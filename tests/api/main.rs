@@ -10,6 +10,7 @@ mod dashboards;
 mod embed;
 mod errors;
 mod faults;
+mod h2c;
 mod helpers;
 mod index;
 mod migrate;
