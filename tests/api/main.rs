@@ -3,6 +3,7 @@
 
 mod append;
 mod auth;
+mod auth_down;
 mod big;
 mod cli;
 mod concurrency;
