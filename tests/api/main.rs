@@ -24,6 +24,7 @@ mod push_relay;
 mod redact;
 mod replicas;
 mod retention;
+mod retention_bulk;
 mod security;
 mod shutdown;
 mod snapshot;
