@@ -14,6 +14,7 @@ mod faults;
 mod h2c;
 mod helpers;
 mod index;
+mod index_lifecycle;
 mod migrate;
 mod mongo_server;
 mod multi;
