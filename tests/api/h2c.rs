@@ -49,6 +49,7 @@ async fn an_h2c_stream_sends_backlog_and_live_lines_resumes_from_last_event_id_a
     assert_eq!(rest, [("5".into(), "line 5".into()), ("6".into(), "[DONE]".into())], "ends after [DONE]");
 
     // At the end already: 204, which stops EventSource.
-    let ended = client.get(app.stream_url("h2", "1", "from=0")).header("last-event-id", "6").send().await.unwrap();
+    let ended =
+        client.get(app.stream_url("h2", "1", "from=0")).header("last-event-id", "6").send().await.unwrap();
     assert_eq!((ended.version(), ended.status().as_u16()), (reqwest::Version::HTTP_2, 204));
 }

@@ -22,7 +22,12 @@ async fn next_log(client: &mut SseClient) -> Value {
 }
 
 /// Reads log events until one names `type`/`id` and satisfies `want`.
-pub(crate) async fn wait_for(client: &mut SseClient, log_type: &str, id: &str, want: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for(
+    client: &mut SseClient,
+    log_type: &str,
+    id: &str,
+    want: impl Fn(&Value) -> bool,
+) -> Value {
     loop {
         let log = next_log(client).await;
         if log["type"] == log_type && log["id"] == id && want(&log) {

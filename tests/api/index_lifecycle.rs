@@ -11,7 +11,8 @@ use crate::mongo_server::MongoServer;
 async fn while_the_index_is_not_built_the_list_is_503_not_ready_with_retry_after() {
     // Never started: the change stream never runs, so the list is never built.
     let mongodb = MongoServer::new();
-    let app = spawn_app_against(&format!("{}/?serverSelectionTimeoutMS=500", mongodb.uri()), &[], false).await;
+    let app =
+        spawn_app_against(&format!("{}/?serverSelectionTimeoutMS=500", mongodb.uri()), &[], false).await;
     let (listed, events) = tokio::join!(
         app.http.get(app.url("/api/v1/logs")).send(),
         app.http.get(app.url("/api/v1/logs/events")).send(),

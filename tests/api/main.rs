@@ -30,6 +30,6 @@ mod security;
 mod shutdown;
 mod snapshot;
 mod stall;
-mod stream_slots;
 mod stream;
+mod stream_slots;
 mod times;

@@ -48,7 +48,8 @@ async fn start_relay(upstream: u16) -> (u16, mpsc::UnboundedReceiver<Post>) {
             let mut service = TcpStream::connect(("127.0.0.1", upstream)).await.unwrap();
             service.write_all(&close_after(&head)).await.unwrap();
             service.write_all(&body).await.unwrap();
-            let (answer_head, answer_body) = read_message(&mut service, false).await.expect("the service answers");
+            let (answer_head, answer_body) =
+                read_message(&mut service, false).await.expect("the service answers");
             let status = answer_head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
             if is_post {
                 posts += 1;
@@ -158,7 +159,8 @@ async fn push_stores_every_line_once_when_the_answers_to_stored_batches_never_ar
         wait_for_post(&mut posts, phase.last().unwrap(), &mut seen).await;
     }
     drop(stdin);
-    let output = tokio::time::timeout(PATIENCE * 2, push.wait_with_output()).await.expect("push ends").unwrap();
+    let output =
+        tokio::time::timeout(PATIENCE * 2, push.wait_with_output()).await.expect("push ends").unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "push failed: {stderr}");
     while let Ok(post) = posts.try_recv() {
@@ -168,7 +170,10 @@ async fn push_stores_every_line_once_when_the_answers_to_stored_batches_never_ar
     let withheld: Vec<&Post> = seen.iter().filter(|p| p.dropped).collect();
     assert_eq!(withheld.len(), 3, "three answers withheld: {seen:?}");
     assert!(withheld.iter().all(|p| p.status == 201), "each withheld batch was stored: {withheld:?}");
-    assert!(withheld.iter().any(|p| p.body.contains("\"done\":true")), "the last batch's answer was among them");
+    assert!(
+        withheld.iter().any(|p| p.body.contains("\"done\":true")),
+        "the last batch's answer was among them"
+    );
     let stored: Vec<Document> = app
         .logs
         .find(doc! { "type": "relay" })

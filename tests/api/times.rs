@@ -87,8 +87,15 @@ fn t_of(event: &crate::helpers::Event) -> u64 {
 /// The times the lines of `log_type` should carry, in `_id` order: `ts` if stored, else the
 /// ObjectId's second.
 async fn stored_times(app: &crate::helpers::TestApp, log_type: &str) -> Vec<u64> {
-    let stored: Vec<bson::Document> =
-        app.logs.find(doc! { "type": log_type }).sort(doc! { "_id": 1 }).await.unwrap().try_collect().await.unwrap();
+    let stored: Vec<bson::Document> = app
+        .logs
+        .find(doc! { "type": log_type })
+        .sort(doc! { "_id": 1 })
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
     stored
         .iter()
         .map(|d| match d.get_datetime("ts") {
