@@ -1,6 +1,7 @@
 //! Token mode with MongoDB down: access is decided before any MongoDB work, so a request without
 //! a valid token is 401 (never 503) on every route, and only an allowed one gets further: a 503
-//! for a snapshot or an append, a stream that waits for MongoDB.
+//! for a snapshot or an append, a stream that waits for MongoDB. The index routes, which name no
+//! log, refuse such a request too, whether the list is not built yet or holds no log.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -67,6 +68,15 @@ async fn with_mongodb_down_a_request_without_a_valid_token_is_401_and_a_valid_on
             assert_eq!(answer(request).await, (401, false, "unauthorized".into()), "{route} with {what}");
         }
     }
+    for path in ["/api/v1/logs", "/api/v1/logs/events"] {
+        for (what, credentials) in &invalid {
+            let mut request = app.http.get(app.url(path));
+            if let Some(token) = credentials {
+                request = request.bearer_auth(token);
+            }
+            assert_eq!(answer(request).await, (401, false, "unauthorized".into()), "{path} with {what}");
+        }
+    }
     // The database really is down: a valid token gets as far as MongoDB and is told so, or (a
     // stream) is answered and waits for it.
     let valid = token(SECRET, now() + 600);
@@ -79,4 +89,17 @@ async fn with_mongodb_down_a_request_without_a_valid_token_is_401_and_a_valid_on
         let (status, retry_after, code) = answer(request).await;
         assert_eq!((status, retry_after), (503, true), "{route} with a valid token: {code}");
     }
+}
+
+#[tokio::test]
+async fn with_no_log_at_all_the_index_without_a_token_is_401_not_an_empty_list() {
+    let app = crate::helpers::spawn_app_with(&[("AUTH__MODE", "token"), ("AUTH__SECRET", SECRET)]).await;
+    for path in ["/api/v1/logs", "/api/v1/logs/events"] {
+        let response = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.headers().get("www-authenticate").map(|v| v.to_str().unwrap()), Some("Bearer"));
+        assert_eq!(answer(app.http.get(app.url(path))).await, (401, false, "unauthorized".into()), "{path}");
+    }
+    let listed =
+        app.http.get(app.url("/api/v1/logs")).bearer_auth(token(SECRET, now() + 600)).send().await.unwrap();
+    assert_eq!(listed.status(), 200, "with a valid token, the empty list");
 }
