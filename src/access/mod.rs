@@ -76,6 +76,14 @@ pub type Decision<'a> = Pin<Box<dyn Future<Output = Access> + Send + 'a>>;
 pub trait AccessCheck: Send + Sync + 'static {
     /// Decides for one request.
     fn check<'a>(&'a self, request: &'a AccessRequest<'a>) -> Decision<'a>;
+
+    /// The refusal (401) of a request whose credentials are missing or invalid whatever the log,
+    /// when this check can tell without one. Routes that name no log (the index) ask it first,
+    /// so that such a request is refused even when there is no log to decide about yet. The
+    /// default cannot tell (`None`): those routes then decide log by log.
+    fn refuse_credentials(&self, _headers: &HeaderMap, _query: &[(String, String)]) -> Option<Access> {
+        None
+    }
 }
 
 impl<F> AccessCheck for F
@@ -91,6 +99,10 @@ where
 impl AccessCheck for Box<dyn AccessCheck> {
     fn check<'a>(&'a self, request: &'a AccessRequest<'a>) -> Decision<'a> {
         self.as_ref().check(request)
+    }
+
+    fn refuse_credentials(&self, headers: &HeaderMap, query: &[(String, String)]) -> Option<Access> {
+        self.as_ref().refuse_credentials(headers, query)
     }
 }
 
@@ -124,6 +136,21 @@ pub(crate) async fn authorize(
         Access::Unauthorized(message) => Err(ApiError::Unauthorized(message)),
         Access::Forbidden(message) => Err(ApiError::Forbidden(message)),
         Access::Unavailable(message) => Err(ApiError::AccessUnavailable(message)),
+    }
+}
+
+/// The 401 of a request to a route that names no log, if its credentials are refused whatever
+/// the log (see [`AccessCheck::refuse_credentials`]).
+pub(crate) fn refuse_credentials(
+    check: &dyn AccessCheck,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+) -> Result<(), ApiError> {
+    match check.refuse_credentials(headers, query) {
+        None | Some(Access::Allow) => Ok(()),
+        Some(Access::Unauthorized(message)) => Err(ApiError::Unauthorized(message)),
+        Some(Access::Forbidden(message)) => Err(ApiError::Forbidden(message)),
+        Some(Access::Unavailable(message)) => Err(ApiError::AccessUnavailable(message)),
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use warp::http::HeaderMap;
 
 use super::scope_covers;
 use crate::access::{Access, AccessCheck, AccessRequest, Action, Decision};
@@ -67,15 +68,13 @@ impl TokenCheck {
 
     /// Every non-empty token the request carries: `Authorization: Bearer`, each cookie named
     /// `auth.cookie`, each `access_token` query parameter.
-    fn tokens<'a>(&self, request: &'a AccessRequest<'a>) -> Vec<&'a str> {
-        let bearer = request
-            .headers
+    fn tokens<'a>(&self, headers: &'a HeaderMap, query: &'a [(String, String)]) -> Vec<&'a str> {
+        let bearer = headers
             .get_all("authorization")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .filter_map(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-        let cookies = request
-            .headers
+        let cookies = headers
             .get_all("cookie")
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -84,15 +83,15 @@ impl TokenCheck {
                 let (name, value) = pair.trim().split_once('=')?;
                 (name == self.cookie).then_some(value)
             });
-        let query = request.query.iter().filter(|(k, _)| k == "access_token").map(|(_, v)| v.as_str());
+        let query = query.iter().filter(|(k, _)| k == "access_token").map(|(_, v)| v.as_str());
         bearer.chain(cookies).chain(query).map(str::trim).filter(|t| !t.is_empty()).collect()
     }
 
     /// The one token of the request. Several different ones (say a header for one log and a
     /// cookie for another) are refused rather than one picked: which one a request meant is
     /// exactly what an attacker who can plant one of them would like to choose.
-    fn token<'a>(&self, request: &'a AccessRequest<'a>) -> Result<&'a str, Access> {
-        let tokens = self.tokens(request);
+    fn token<'a>(&self, headers: &'a HeaderMap, query: &'a [(String, String)]) -> Result<&'a str, Access> {
+        let tokens = self.tokens(headers, query);
         match tokens.split_first() {
             None => Err(Access::Unauthorized(
                 "a token is required (cookie, Authorization: Bearer or access_token)".into(),
@@ -104,15 +103,19 @@ impl TokenCheck {
         }
     }
 
-    fn decide(&self, request: &AccessRequest<'_>) -> Access {
-        let token = match self.token(request) {
-            Ok(token) => token,
-            Err(refusal) => return refusal,
-        };
-        let claims = match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
-            Ok(data) => data.claims,
+    /// The claims of the request's one valid token, or the 401 to answer.
+    fn claims(&self, headers: &HeaderMap, query: &[(String, String)]) -> Result<Claims, Access> {
+        let token = self.token(headers, query)?;
+        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
             // The reason (expired, bad signature, ...) helps the holder; the token itself is never echoed.
-            Err(err) => return Access::Unauthorized(format!("the token is not valid: {err}")),
+            .map_err(|err| Access::Unauthorized(format!("the token is not valid: {err}")))
+    }
+
+    fn decide(&self, request: &AccessRequest<'_>) -> Access {
+        let claims = match self.claims(request.headers, request.query) {
+            Ok(claims) => claims,
+            Err(refusal) => return refusal,
         };
         let scope = match request.action {
             Action::Read => &claims.logs,
@@ -131,6 +134,10 @@ impl TokenCheck {
 impl AccessCheck for TokenCheck {
     fn check<'a>(&'a self, request: &'a AccessRequest<'a>) -> Decision<'a> {
         Box::pin(std::future::ready(self.decide(request)))
+    }
+
+    fn refuse_credentials(&self, headers: &HeaderMap, query: &[(String, String)]) -> Option<Access> {
+        self.claims(headers, query).err()
     }
 }
 

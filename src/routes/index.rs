@@ -79,6 +79,7 @@ pub fn list(state: SharedState) -> impl warp::Filter<Extract = (Response,), Erro
 async fn list_logs(request: Incoming) -> Result<Response, ApiError> {
     let query = request.query()?;
     let params = ListParams::parse(&query)?;
+    request.refuse_credentials(&query)?;
     let index = &request.state.sessions.index;
     wait_ready(index).await?;
     let mut readable = Readable::default();
@@ -103,6 +104,7 @@ async fn open_events(request: Incoming) -> Result<Response, ApiError> {
     // A cursor is validated like the list's (a stream always starts from the top).
     let mut params = ListParams::parse(&query)?;
     params.before = None;
+    request.refuse_credentials(&query)?;
     let state = request.state.clone();
     let permit = state.stream_permit()?;
     // Listen before the first list is taken, so that no change falls between the two.

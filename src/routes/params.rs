@@ -10,7 +10,7 @@ use warp::http::{HeaderMap, Method};
 use warp::Filter;
 
 use super::SharedState;
-use crate::access::{authorize, Action};
+use crate::access::{authorize, refuse_credentials, Action};
 use crate::error::ApiError;
 use crate::log::LogKey;
 
@@ -123,6 +123,13 @@ impl Incoming {
             return Err(ApiError::CrossOrigin(refusal));
         }
         authorize(self.state.access.as_ref(), &self.headers, query.pairs(), key, action).await
+    }
+
+    /// Refuses missing or invalid credentials up front, where the access check can tell without
+    /// a log: the index routes name none, and would otherwise wait for the list to be built (503)
+    /// or find no log to decide about (an empty 200).
+    pub fn refuse_credentials(&self, query: &Query) -> Result<(), ApiError> {
+        refuse_credentials(self.state.access.as_ref(), &self.headers, query.pairs())
     }
 
     /// The `Last-Event-ID` header EventSource sends on reconnect, if any.

@@ -51,21 +51,30 @@ impl Store {
     /// The last `_id` of the documents matching `log` (a stored `{type, id}`).
     pub async fn last_id_of(&self, log: &Document) -> Result<Option<ObjectId>> {
         let last =
-            self.collection.find_one(log.clone()).sort(doc! { "_id": -1 }).projection(doc! { "_id": 1 });
+            self.collection.find_one(exactly(log)).sort(doc! { "_id": -1 }).projection(doc! { "_id": 1 });
         Ok(self.gated(last.into_future()).await?.and_then(|d| d.get_object_id("_id").ok()))
     }
 
     /// How many documents of `log` there are up to `upto`.
     pub async fn count_upto(&self, log: &Document, upto: ObjectId) -> Result<u64> {
-        let mut filter = log.clone();
+        let mut filter = exactly(log);
         filter.insert("_id", doc! { "$lte": upto });
         self.gated(self.collection.count_documents(filter).into_future()).await
     }
 
     /// Deletes the documents of `log` up to `upto`: a line appended meanwhile survives.
     pub async fn delete_upto(&self, log: &Document, upto: ObjectId) -> Result<u64> {
-        let mut filter = log.clone();
+        let mut filter = exactly(log);
         filter.insert("_id", doc! { "$lte": upto });
         Ok(self.gated(self.collection.delete_many(filter).into_future()).await?.deleted_count)
     }
+}
+
+/// A filter for the documents of `log` (a stored `{type, id}`) and no others: an equality on a
+/// field also matches an array holding the value, and a document whose `type` or `id` is an
+/// array belongs to no log (`LogKey::of_document`), so it must never be counted or deleted.
+fn exactly(log: &Document) -> Document {
+    let mut filter = log.clone();
+    filter.insert("$nor", vec![doc! { "type": { "$type": "array" } }, doc! { "id": { "$type": "array" } }]);
+    filter
 }

@@ -22,7 +22,12 @@ async fn next_log(client: &mut SseClient) -> Value {
 }
 
 /// Reads log events until one names `type`/`id` and satisfies `want`.
-async fn wait_for(client: &mut SseClient, log_type: &str, id: &str, want: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for(
+    client: &mut SseClient,
+    log_type: &str,
+    id: &str,
+    want: impl Fn(&Value) -> bool,
+) -> Value {
     loop {
         let log = next_log(client).await;
         if log["type"] == log_type && log["id"] == id && want(&log) {
@@ -31,13 +36,13 @@ async fn wait_for(client: &mut SseClient, log_type: &str, id: &str, want: impl F
     }
 }
 
-async fn list(app: &TestApp, query: &str) -> Value {
+pub(crate) async fn list(app: &TestApp, query: &str) -> Value {
     let response = app.http.get(app.url(&format!("/api/v1/logs?{query}"))).send().await.unwrap();
     assert_eq!(response.status(), 200, "GET /api/v1/logs?{query}");
     response.json().await.unwrap()
 }
 
-fn names(list: &Value) -> Vec<String> {
+pub(crate) fn names(list: &Value) -> Vec<String> {
     let logs = list["logs"].as_array().expect("logs is an array");
     logs.iter().map(|l| format!("{}/{}", l["type"].as_str().unwrap(), l["id"].as_str().unwrap())).collect()
 }

@@ -141,3 +141,36 @@ async fn push_masks_its_values_and_add_mask_lines_before_anything_is_sent() {
         "the ::add-mask:: line is not stored"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_in_a_line_inserted_after_the_stream_went_live_is_masked_on_every_stream_format() {
+    let app = app().await;
+    app.write("ci", 6_i64, &["clean"]).await;
+    let mut streams = Vec::new();
+    for (url, name) in [
+        (app.stream_url("ci", "6", ""), "text"),
+        (app.stream_url("ci", "6", "format=json"), "json"),
+        (app.stream_url("ci", "6", "format=batch"), "batch"),
+        (app.url("/api/v1/streams?log=ci:6"), "streams"),
+    ] {
+        let mut client = app.get_stream(&url).await;
+        // The backlog is out once its one line arrived: what comes next is live.
+        assert!(client.next_event().await.data.contains("clean"), "{name}");
+        streams.push((client, name));
+    }
+    let backlog_read = app.metric("sse_logs_backlog_lines_read_total");
+
+    let secret_line = format!("token {} key {AWS_KEY} end", github_token());
+    app.write("ci", 6_i64, &[&secret_line, "[DONE]"]).await;
+    for (mut client, name) in streams {
+        let events = client.collect_to_end().await;
+        let all: String = events.iter().map(|e| format!("{}\n", e.data)).collect();
+        assert_masked(&all, name);
+        assert!(all.contains("token *** key *** end"), "{name}: {all}");
+    }
+    assert_eq!(
+        app.metric("sse_logs_backlog_lines_read_total"),
+        backlog_read,
+        "the lines came from the change stream, not from a read of the collection"
+    );
+}

@@ -9,7 +9,7 @@ use bson::{doc, Bson, Document};
 use crate::helpers::{spawn_app_with, sse_logs, TestApp, PATIENCE};
 
 /// An ObjectId made `days` ago (plus `n` to keep them apart and in order).
-fn oid_days_ago(days: u64, n: u8) -> ObjectId {
+pub(crate) fn oid_days_ago(days: u64, n: u8) -> ObjectId {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     let secs = u32::try_from(now - days * 86_400).unwrap();
     let mut bytes = [0_u8; 12];
@@ -29,11 +29,11 @@ async fn write_old(app: &TestApp, log_type: &str, id: impl Into<Bson>, days: u64
     app.logs.insert_many(documents).await.unwrap();
 }
 
-async fn count(app: &TestApp, filter: Document) -> u64 {
+pub(crate) async fn count(app: &TestApp, filter: Document) -> u64 {
     app.logs.count_documents(filter).await.unwrap()
 }
 
-async fn prune(app: &TestApp, args: &[&str]) -> String {
+pub(crate) async fn prune(app: &TestApp, args: &[&str]) -> String {
     let mut all = vec!["prune"];
     all.extend_from_slice(args);
     let output = sse_logs(&all)

@@ -1,6 +1,6 @@
 //! Line times: appends through the service store `ts` (milliseconds); other writers' lines take
-//! their ObjectId's time. The JSON stream's `t`, the snapshot's `times` and `tail --timestamps`
-//! all say the same time for the same line.
+//! their ObjectId's time. The JSON stream's `t`, the snapshot's `times`, `tail --timestamps` and
+//! the stream of several logs all say the same time for the same line, backlog or live.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -77,4 +77,68 @@ async fn every_route_gives_a_line_the_same_time_stored_or_taken_from_its_object_
         assert!(output.status.success(), "{extra:?}");
         assert_eq!(String::from_utf8(output.stdout).unwrap(), want, "tail {extra:?}");
     }
+}
+
+/// `t` of a `format=json` line or an `event: line` of several logs.
+fn t_of(event: &crate::helpers::Event) -> u64 {
+    serde_json::from_str::<Value>(&event.data).unwrap()["t"].as_u64().expect("t on every line")
+}
+
+/// The times the lines of `log_type` should carry, in `_id` order: `ts` if stored, else the
+/// ObjectId's second.
+async fn stored_times(app: &crate::helpers::TestApp, log_type: &str) -> Vec<u64> {
+    let stored: Vec<bson::Document> = app
+        .logs
+        .find(doc! { "type": log_type })
+        .sort(doc! { "_id": 1 })
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    stored
+        .iter()
+        .map(|d| match d.get_datetime("ts") {
+            Ok(ts) => ts.timestamp_millis() as u64,
+            Err(_) => d.get_object_id("_id").unwrap().timestamp().timestamp_millis() as u64,
+        })
+        .collect()
+}
+
+async fn stored_has_ts(app: &crate::helpers::TestApp) -> bool {
+    app.logs.count_documents(doc! { "type": "live", "ts": { "$exists": true } }).await.unwrap() == 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_lines_carry_their_stored_time_on_the_json_stream_and_the_stream_of_several_logs() {
+    let app = spawn_app().await;
+    app.write("live", 1_i64, &["before"]).await;
+    let mut json = app.get_stream(&app.stream_url("live", "1", "format=json")).await;
+    let mut multi = app.get_stream(&app.url("/api/v1/streams?log=live:1")).await;
+    // Their one backlog line is out: the next lines are inserted after both went live.
+    json.next_event().await;
+    assert_eq!(multi.next_event().await.event, "line");
+    let backlog_read = app.metric("sse_logs_backlog_lines_read_total");
+
+    let appended = app
+        .http
+        .post(app.url("/api/v1/logs/live/1"))
+        .json(&serde_json::json!({ "lines": ["appended with ts"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(appended.status(), 201);
+    app.write("live", 1_i64, &["inserted without ts", "[DONE]"]).await;
+    let want = stored_times(&app, "live").await;
+    assert_eq!(want.len(), 4);
+    assert!(stored_has_ts(&app).await, "the append stored ts");
+    assert_eq!(want[2] % 1000, 0, "a driver's line has its ObjectId's whole second");
+
+    let events = json.collect_to_end().await;
+    let got: Vec<u64> = events.iter().filter(|e| e.event == "message").map(t_of).collect();
+    assert_eq!(got, want[1..3], "json stream: the stored ts, then the ObjectId's second");
+    let events = multi.collect_to_end().await;
+    let got: Vec<u64> = events.iter().filter(|e| e.event == "line").map(t_of).collect();
+    assert_eq!(got, want[1..3], "several logs' stream: the same times");
+    assert_eq!(app.metric("sse_logs_backlog_lines_read_total"), backlog_read, "both lines came live");
 }
