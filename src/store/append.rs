@@ -24,7 +24,7 @@ use mongodb::Collection;
 
 use super::last::Last;
 use super::Store;
-use crate::log::{LogKey, DONE};
+use crate::log::{Ending, LogKey, DONE};
 
 /// What an append did.
 #[derive(Debug, PartialEq, Eq)]
@@ -48,8 +48,10 @@ impl AppendLocks {
 }
 
 impl Store {
-    /// Appends lines (and `[DONE]` when `done`) unless the log has ended.
-    pub async fn append(&self, key: &LogKey, lines: &[String], done: bool) -> Result<Appended> {
+    /// Appends lines (and `[DONE]` saying how the log ended, when `end` is given) unless the
+    /// log has ended.
+    pub async fn append(&self, key: &LogKey, lines: &[String], end: Option<Ending>) -> Result<Appended> {
+        let done = end.is_some();
         let lock = self.appends.for_log(key);
         let turn = lock.lock_owned().await;
         let last = self.last(key).await?;
@@ -63,7 +65,7 @@ impl Store {
         let now = bson::DateTime::now();
         let texts =
             lines.iter().map(|line| self.redact.apply(line)).chain(done.then_some(Cow::Borrowed(DONE)));
-        let documents: Vec<Document> = texts
+        let mut documents: Vec<Document> = texts
             .map(|text| {
                 let oid = next_oid(previous);
                 previous = Some(oid);
@@ -78,6 +80,10 @@ impl Store {
                 }
             })
             .collect();
+        // The `[DONE]` document, last, says how the log ended.
+        if let (Some(end), Some(last)) = (end, documents.last_mut()) {
+            last.extend(end.to_fields());
+        }
         if let Some(oid) = previous.filter(|_| !documents.is_empty()) {
             // The next append to this log waits for this insert even if this request is abandoned.
             let insert = |logs: Collection<Document>| async move {
