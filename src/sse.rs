@@ -336,10 +336,16 @@ mod tests {
         );
         let mut out = Frames::default();
         Format::Json.done(&mut out, 8, Ending::default());
-        assert_eq!(&out.take()[..], b"id: 8\nevent: done\ndata: {\"n\":8,\"outcome\":null,\"exit_code\":null}\n\n");
+        assert_eq!(
+            &out.take()[..],
+            b"id: 8\nevent: done\ndata: {\"n\":8,\"outcome\":null,\"exit_code\":null}\n\n"
+        );
         let mut out = Frames::default();
         Format::Json.done(&mut out, 8, FAILED);
-        assert_eq!(&out.take()[..], b"id: 8\nevent: done\ndata: {\"n\":8,\"outcome\":\"failed\",\"exit_code\":2}\n\n");
+        assert_eq!(
+            &out.take()[..],
+            b"id: 8\nevent: done\ndata: {\"n\":8,\"outcome\":\"failed\",\"exit_code\":2}\n\n"
+        );
     }
 
     #[test]

@@ -171,6 +171,10 @@ fn parse_lines(content_type: Option<&str>, body: &[u8]) -> Result<(Vec<String>, 
                 ))
             })?;
             let ending = Ending { outcome: parsed.outcome, exit_code: parsed.exit_code };
+            // Said of the body's own `done`, so that the OpenAPI schema can state the rule.
+            if !parsed.done && ending != Ending::default() {
+                return Err(ApiError::InvalidBody("`outcome` and `exit_code` need `\"done\": true`".into()));
+            }
             (parsed.lines, parsed.done, ending)
         }
         "text/plain" | "" => {
@@ -190,9 +194,6 @@ fn parse_lines(content_type: Option<&str>, body: &[u8]) -> Result<(Vec<String>, 
     }
     if lines.is_empty() && !done {
         return Err(ApiError::InvalidBody("no lines to append".into()));
-    }
-    if !done && ending != Ending::default() {
-        return Err(ApiError::InvalidBody("`outcome` and `exit_code` need `done: true`".into()));
     }
     Ok((lines, done.then_some(ending)))
 }
@@ -236,10 +237,16 @@ mod tests {
     fn json_bodies_say_how_the_log_ended_only_when_they_end_it() {
         let failed = Ending { outcome: Some(Outcome::Failed), exit_code: Some(2) };
         assert_eq!(json(r#"{"done":true,"outcome":"failed","exit_code":2}"#).unwrap().1, Some(failed));
-        assert_eq!(json(r#"{"lines":["[DONE]"],"outcome":"failed","exit_code":2}"#).unwrap().1, Some(failed));
+        assert_eq!(
+            json(r#"{"done":true,"outcome":null,"exit_code":null}"#).unwrap().1,
+            Some(Ending::default())
+        );
+        assert_eq!(json(r#"{"lines":["x"],"outcome":null}"#).unwrap().1, None);
         for bad in [
             r#"{"lines":["x"],"outcome":"failed"}"#,
             r#"{"lines":["x"],"exit_code":1}"#,
+            r#"{"lines":["[DONE]"],"outcome":"failed"}"#,
+            r#"{"done":false,"outcome":"failed"}"#,
             r#"{"done":true,"outcome":"exploded"}"#,
             r#"{"done":true,"exit_code":2.5}"#,
             r#"{"done":true,"exit_code":"2"}"#,

@@ -274,7 +274,8 @@ impl Store {
     pub async fn endings(&self, oids: Vec<ObjectId>) -> Result<HashMap<ObjectId, Ending>> {
         let find = |logs: Collection<Document>| async move {
             let filter = doc! { "_id": { "$in": oids }, "log": DONE };
-            let cursor = logs.find(filter).projection(doc! { "_id": 1, "outcome": 1, "exit_code": 1 }).await?;
+            let cursor =
+                logs.find(filter).projection(doc! { "_id": 1, "outcome": 1, "exit_code": 1 }).await?;
             cursor.try_collect::<Vec<Document>>().await
         };
         let found = self.query(find).await?;
