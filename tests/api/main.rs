@@ -17,6 +17,7 @@ mod mongo_server;
 mod multi;
 mod nginx;
 mod operate;
+mod outcome;
 mod push_faults;
 mod redact;
 mod replicas;
