@@ -22,6 +22,7 @@ mod push_faults;
 mod redact;
 mod replicas;
 mod retention;
+mod run_cli;
 mod security;
 mod shutdown;
 mod snapshot;
