@@ -5,6 +5,7 @@ use bson::oid::ObjectId;
 use tokio::sync::broadcast::error::TryRecvError;
 
 use super::*;
+use crate::log::Outcome;
 
 fn insert(oid: ObjectId, done: bool) -> Insert {
     Insert { oid, done, ending: Ending::default(), at: None }
