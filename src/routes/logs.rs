@@ -88,8 +88,20 @@ struct AppendJson {
     done: bool,
     #[serde(default)]
     outcome: Option<Outcome>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer")]
     exit_code: Option<i64>,
+}
+
+/// An integer, as JSON Schema (and so the OpenAPI document) counts them: `2.0` is one, `2.5` not.
+fn integer<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<i64>, D::Error> {
+    // The bounds of i64 as doubles: -2^63 is one, 2^63 is the first past the end.
+    const LOW: f64 = -9_223_372_036_854_775_808.0;
+    let Some(number) = Option::<serde_json::Number>::deserialize(value)? else { return Ok(None) };
+    let whole = number.as_f64().filter(|f| f.fract() == 0.0 && *f >= LOW && *f < -LOW).map(|f| f as i64);
+    match number.as_i64().or(whole) {
+        Some(code) => Ok(Some(code)),
+        None => Err(serde::de::Error::custom(format!("exit_code {number} is not a 64-bit integer"))),
+    }
 }
 
 #[derive(Serialize)]
@@ -242,6 +254,8 @@ mod tests {
             Some(Ending::default())
         );
         assert_eq!(json(r#"{"lines":["x"],"outcome":null}"#).unwrap().1, None);
+        let whole = json(r#"{"done":true,"exit_code":3931434.0}"#).unwrap().1;
+        assert_eq!(whole.and_then(|e| e.exit_code), Some(3_931_434), "2.0 is an integer in JSON Schema");
         for bad in [
             r#"{"lines":["x"],"outcome":"failed"}"#,
             r#"{"lines":["x"],"exit_code":1}"#,

@@ -3,7 +3,7 @@
 // index counts the failed ones and filters by state, and both pages' titles say it.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { launchBrowser, openPage, Service, uniqueName, waitEnded } from './lib/harness.js';
+import { launchBrowser, openPage, screenshot, Service, uniqueName, waitEnded } from './lib/harness.js';
 
 /** Waits until the index row of ci/id shows every field of `want`; returns the row. */
 async function waitRow(page, id, want) {
@@ -46,6 +46,7 @@ describe('outcome and idle', () => {
     assert.equal(new Set([bad.color, good.color, idle.color]).size, 3, 'three colours');
     assert.equal(await page.textContent('#failed'), '1 failed');
     assert.equal(await page.title(), '✗ 1 failed · Logs · sse-logs');
+    await screenshot(page, 'outcome-index.png');
 
     await page.click('button[data-state=failed]');
     await page.waitForFunction((id) => {
@@ -83,6 +84,7 @@ describe('outcome and idle', () => {
       const colors = await page.evaluate(() => [getComputedStyle(document.getElementById('status')).color,
         getComputedStyle(document.getElementById('endmark')).color]);
       assert.equal(colors[0], colors[1], 'the header and the end line share the outcome colour');
+      await screenshot(page, `outcome-viewer-${word.split(' ')[0]}.png`);
       assert.deepEqual(errors, []);
       await context.close();
     }
