@@ -92,17 +92,22 @@ struct AppendJson {
     exit_code: Option<i64>,
 }
 
-/// An integer, as JSON Schema (and so the OpenAPI document) counts them: `2.0` is one, `2.5` not.
+/// An exit code: an integer as JSON Schema (and so the OpenAPI document) counts them (`2.0` is
+/// one, `2.5` not) of at most 2^53 - 1 either way, so that the pages' JavaScript shows it exactly
+/// (and a double holds it exactly, so no number just past the bound rounds into it).
 fn integer<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<i64>, D::Error> {
-    // The bounds of i64 as doubles: -2^63 is one, 2^63 is the first past the end.
-    const LOW: f64 = -9_223_372_036_854_775_808.0;
     let Some(number) = Option::<serde_json::Number>::deserialize(value)? else { return Ok(None) };
-    let whole = number.as_f64().filter(|f| f.fract() == 0.0 && *f >= LOW && *f < -LOW).map(|f| f as i64);
-    match number.as_i64().or(whole) {
+    let whole = number.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64);
+    match number.as_i64().or(whole).filter(|code| (-MAX_EXIT_CODE..=MAX_EXIT_CODE).contains(code)) {
         Some(code) => Ok(Some(code)),
-        None => Err(serde::de::Error::custom(format!("exit_code {number} is not a 64-bit integer"))),
+        None => Err(serde::de::Error::custom(format!(
+            "exit_code {number} is not an integer between -{MAX_EXIT_CODE} and {MAX_EXIT_CODE}"
+        ))),
     }
 }
+
+/// The largest exit code (either way): 2^53 - 1, JavaScript's largest exact integer.
+pub(crate) const MAX_EXIT_CODE: i64 = (1 << 53) - 1;
 
 #[derive(Serialize)]
 struct AppendAnswer {
@@ -256,6 +261,8 @@ mod tests {
         assert_eq!(json(r#"{"lines":["x"],"outcome":null}"#).unwrap().1, None);
         let whole = json(r#"{"done":true,"exit_code":3931434.0}"#).unwrap().1;
         assert_eq!(whole.and_then(|e| e.exit_code), Some(3_931_434), "2.0 is an integer in JSON Schema");
+        let largest = json(r#"{"done":true,"exit_code":-9007199254740991}"#).unwrap().1;
+        assert_eq!(largest.and_then(|e| e.exit_code), Some(-MAX_EXIT_CODE));
         for bad in [
             r#"{"lines":["x"],"outcome":"failed"}"#,
             r#"{"lines":["x"],"exit_code":1}"#,
@@ -264,6 +271,8 @@ mod tests {
             r#"{"done":true,"outcome":"exploded"}"#,
             r#"{"done":true,"exit_code":2.5}"#,
             r#"{"done":true,"exit_code":"2"}"#,
+            r#"{"done":true,"exit_code":9007199254740992}"#,
+            r#"{"done":true,"exit_code":-9223372036854775809}"#,
         ] {
             assert!(matches!(json(bad), Err(ApiError::InvalidBody(_))), "{bad}");
         }

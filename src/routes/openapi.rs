@@ -303,7 +303,8 @@ fn outcome_schema() -> Value {
 }
 
 fn exit_code_schema() -> Value {
-    json!({ "type": ["integer", "null"], "minimum": i64::MIN, "maximum": i64::MAX })
+    let max = super::logs::MAX_EXIT_CODE;
+    json!({ "type": ["integer", "null"], "minimum": -max, "maximum": max })
 }
 
 fn list_parameters() -> Value {
