@@ -78,12 +78,19 @@ async fn run(to: PushArgs, command: Vec<String>) -> (u8, Option<String>) {
     };
     tokio::spawn(async move {
         let mut wait = Box::pin(waiter);
+        let mut exited = false;
         loop {
             let sent = tokio::select! {
-                () = &mut wait => return,
+                () = &mut wait, if !exited => { exited = true; continue }
                 _ = interrupts.recv() => Signal::SIGINT,
                 _ = terms.recv() => Signal::SIGTERM,
             };
+            if exited {
+                // The command is gone and only the log's end is being written (it may be retrying
+                // through an outage): the signal is for `run` itself.
+                eprintln!("sse-logs: stopped before the log's end was written");
+                std::process::exit(128 + sent as i32);
+            }
             forwarded.store(true, Ordering::SeqCst);
             if let Some(pid) = pid {
                 let _ = kill(pid, sent);

@@ -126,3 +126,46 @@ async fn push_with_an_outcome_and_an_exit_code_ends_the_log_the_same_way() {
         sse_logs(&["push", "--type", "ci", "--id", "x", "--outcome", "exploded"]).output().await.unwrap();
     assert_eq!(refused.status.code(), Some(2), "an unknown outcome is a usage error");
 }
+
+#[tokio::test]
+async fn ctrl_c_once_the_command_has_exited_stops_run_retrying_the_logs_end() {
+    let mut app = spawn_app().await;
+    let server = app.url("");
+    let args = [
+        "run",
+        "--type",
+        "ci",
+        "--id",
+        "outage",
+        "--server",
+        &server,
+        "--",
+        "sh",
+        "-c",
+        "echo ready; read x",
+    ];
+    let mut child =
+        sse_logs(&args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut ready = String::new();
+    tokio::time::timeout(PATIENCE, out.read_line(&mut ready)).await.expect("the command started").unwrap();
+    app.stop().await;
+    // The command ends (its input closes); `run` now retries writing the log's end, in vain.
+    drop(child.stdin.take());
+    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(PATIENCE, errors.next_line()).await.expect("run retries").unwrap();
+        if line.expect("run is still running").contains("looking up the last batch failed") {
+            break;
+        }
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(tokio::process::Command::new("kill").args(["-INT", &pid]).status().await.unwrap().success());
+    let status = tokio::time::timeout(PATIENCE, child.wait()).await.expect("run stops at once").unwrap();
+    assert_eq!(status.code(), Some(130));
+    let mut said = Vec::new();
+    while let Ok(Some(line)) = errors.next_line().await {
+        said.push(line);
+    }
+    assert!(said.iter().any(|l| l.contains("stopped before the log's end was written")), "{said:?}");
+}
