@@ -131,6 +131,8 @@ pub struct IndexSettings {
     pub window_days: u64,
     /// Most logs kept; beyond it the least recently updated are forgotten.
     pub max_logs: usize,
+    /// A live log with no line for this long is listed as idle (its writer may have died).
+    pub idle_after_secs: u64,
 }
 
 /// `[log]`: the process's own logging.
@@ -243,7 +245,7 @@ impl Default for SseSettings {
 
 impl Default for IndexSettings {
     fn default() -> Self {
-        Self { window_days: 7, max_logs: 100_000 }
+        Self { window_days: 7, max_logs: 100_000, idle_after_secs: 600 }
     }
 }
 
@@ -279,7 +281,8 @@ fn defaults(builder: Builder) -> Result<Builder, config::ConfigError> {
         .set_default("cors.allowed_origins", Vec::<String>::new())?
         .set_default("shutdown.drain_secs", ShutdownSettings::DEFAULT_DRAIN_SECS)?
         .set_default("index.window_days", index.window_days)?
-        .set_default("index.max_logs", u64::try_from(index.max_logs).unwrap_or(u64::MAX))
+        .set_default("index.max_logs", u64::try_from(index.max_logs).unwrap_or(u64::MAX))?
+        .set_default("index.idle_after_secs", index.idle_after_secs)
 }
 
 type Builder = config::builder::ConfigBuilder<config::builder::DefaultState>;
@@ -363,6 +366,9 @@ impl Settings {
         if self.index.max_logs == 0 {
             return invalid("index.max_logs", "must be at least 1");
         }
+        if self.index.idle_after_secs == 0 {
+            return invalid("index.idle_after_secs", "must be at least 1");
+        }
         if self.index.window_days > 36_500 {
             return invalid("index.window_days", "must be at most 36500");
         }
@@ -437,6 +443,7 @@ mod tests {
         assert_eq!(s.shutdown.drain_secs, 2);
         assert_eq!(s.log.format, LogFormat::Text);
         assert_eq!(s.index.window_days, 7);
+        assert_eq!(s.index.idle_after_secs, 600);
         assert_eq!(s.index.max_logs, 100_000);
     }
 
@@ -503,6 +510,16 @@ mod tests {
     fn an_unknown_token_algorithm_names_its_key() {
         let err = Settings::load_from(env(&[("SSE_LOGS__AUTH__ALGORITHM", "HS512")])).unwrap_err();
         assert!(err.to_string().contains("auth.algorithm"), "{err}");
+    }
+
+    #[test]
+    fn the_idle_time_is_a_setting_and_a_typo_in_its_section_names_the_key() {
+        let s = Settings::load_from(env(&[("SSE_LOGS__INDEX__IDLE_AFTER_SECS", "2")])).unwrap();
+        assert_eq!(s.index.idle_after_secs, 2);
+        let err = Settings::load_from(env(&[("SSE_LOGS__INDEX__IDLE_AFTR_SECS", "2")])).unwrap_err();
+        assert!(err.to_string().contains("idle_aftr_secs"), "{err}");
+        let err = Settings::load_from(env(&[("SSE_LOGS__INDEX__IDLE_AFTER_SECS", "0")])).unwrap_err();
+        assert!(err.to_string().contains("index.idle_after_secs"), "{err}");
     }
 
     #[test]

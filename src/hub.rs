@@ -314,7 +314,11 @@ impl Hub {
                     if let Some(at) = committed {
                         self.mark_caught_up(at);
                     }
-                    let insert = Insert { oid: line.oid, done: line.is_done(), at: line.inserted_at };
+                    let (done, ending) = (line.is_done(), line.ending);
+                    if done {
+                        self.shared.metrics.log_ended(ending.outcome);
+                    }
+                    let insert = Insert { oid: line.oid, done, ending, at: line.inserted_at };
                     self.shared.index.record(&key, insert);
                     *last_seen = Some(line.oid);
                     self.dispatch(&key, Arc::new(Live::new(line)));

@@ -1,4 +1,5 @@
-//! What a log and a line are: the `(type, id)` key, one stored line, and the `[DONE]` marker.
+//! What a log and a line are: the `(type, id)` key, one stored line, the `[DONE]` marker and
+//! how a log ended (its outcome).
 //!
 //! The store and the SSE framing both speak these words, so they live below both.
 //!
@@ -10,9 +11,73 @@ use std::time::SystemTime;
 
 use bson::oid::ObjectId;
 use bson::{doc, Bson, Document};
+use serde::{Deserialize, Serialize};
 
 /// The text of the document that ends a log.
 pub const DONE: &str = "[DONE]";
+
+/// How the work a log records ended, as its `[DONE]` document says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl Outcome {
+    /// Every outcome, in the order metrics and docs list them.
+    pub const ALL: [Outcome; 3] = [Outcome::Succeeded, Outcome::Failed, Outcome::Cancelled];
+
+    /// The word stored in MongoDB and sent to clients.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    /// The outcome a word names; `None` for any other text.
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|outcome| outcome.as_str() == word)
+    }
+}
+
+/// What a `[DONE]` document says about the end: both parts optional, because the seed's
+/// writers end a log with a bare `[DONE]` (an unknown outcome, sent as `null`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Ending {
+    pub outcome: Option<Outcome>,
+    pub exit_code: Option<i64>,
+}
+
+impl Ending {
+    /// Reads the ending of a stored `[DONE]` document. Values any writer may have stored are
+    /// checked here too: an outcome that is not one of the three words, or an exit code that is
+    /// not an integer, reads as unknown, so no client is ever sent a value the contract lacks.
+    pub fn of_document(document: &Document) -> Self {
+        let outcome = document.get_str("outcome").ok().and_then(Outcome::parse);
+        let exit_code = match document.get("exit_code") {
+            Some(Bson::Int32(n)) => Some(i64::from(*n)),
+            Some(Bson::Int64(n)) => Some(*n),
+            _ => None,
+        };
+        Self { outcome, exit_code }
+    }
+
+    /// The fields a `[DONE]` document written by this service adds (none when unknown).
+    pub fn to_fields(self) -> Document {
+        let mut fields = Document::new();
+        if let Some(outcome) = self.outcome {
+            fields.insert("outcome", outcome.as_str());
+        }
+        if let Some(code) = self.exit_code {
+            fields.insert("exit_code", code);
+        }
+        fields
+    }
+}
 
 /// The identity of one log.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -94,6 +159,8 @@ pub(crate) struct LogLine {
     pub inserted_at: Option<SystemTime>,
     /// The `ts` an append through the service stored (millisecond precision).
     pub ts: Option<SystemTime>,
+    /// For `[DONE]`: how the log ended (unknown for every other line).
+    pub ending: Ending,
 }
 
 impl LogLine {
@@ -126,7 +193,8 @@ impl LogLine {
             Some(Bson::DateTime(at)) => Some(at.to_system_time()),
             _ => None,
         };
-        Some(Self { oid, text, inserted_at: None, ts })
+        let ending = if text == DONE { Ending::of_document(document) } else { Ending::default() };
+        Some(Self { oid, text, inserted_at: None, ts, ending })
     }
 }
 
@@ -170,6 +238,19 @@ mod tests {
         assert_eq!(filter, doc! { "type": "{\"$ne\": 1}", "id": "$gt" });
         // A string is matched as a string: the value "$gt" is no operator.
         assert_eq!(filter.get("id"), Some(&Bson::String("$gt".into())));
+    }
+
+    #[test]
+    fn an_ending_is_read_only_from_values_the_contract_knows() {
+        let ending = |d: Document| Ending::of_document(&d);
+        let failed = Ending { outcome: Some(Outcome::Failed), exit_code: Some(2) };
+        assert_eq!(ending(doc! {"outcome": "failed", "exit_code": 2_i32}), failed);
+        assert_eq!(ending(doc! {"outcome": "failed", "exit_code": 2_i64}), failed);
+        assert_eq!(ending(doc! {}), Ending::default());
+        assert_eq!(ending(doc! {"outcome": "exploded", "exit_code": 2.5}), Ending::default());
+        assert_eq!(ending(doc! {"outcome": "FAILED", "exit_code": "2"}), Ending::default());
+        assert_eq!(ending(doc! {"outcome": 1}).outcome, None);
+        assert_eq!(Ending::of_document(&failed.to_fields()), failed);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Process metrics for `GET /metrics`, kept in a `prometheus` registry of the process's own.
 
+use crate::log::Outcome;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -15,6 +16,7 @@ pub(crate) struct Metrics {
     registry: Registry,
     streams_open: IntGaugeVec,
     streams_opened: IntCounterVec,
+    logs_ended: IntCounterVec,
     /// Log lines sent to clients.
     pub lines_sent: IntCounter,
     /// Log lines read from MongoDB by backlog and catch-up cursors.
@@ -84,6 +86,14 @@ impl Metrics {
             &["status"],
         )
         .expect("valid metric");
+        let logs_ended = IntCounterVec::new(
+            Opts::new(
+                "sse_logs_logs_ended_total",
+                "Logs seen ending on the change stream, by outcome (unknown: a bare [DONE]). Every replica counts every log.",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let buckets = vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
         let insert_to_send = Histogram::with_opts(
             HistogramOpts::new(
@@ -97,9 +107,13 @@ impl Metrics {
             Box::new(streams_open.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(streams_opened.clone()),
             Box::new(http_responses.clone()),
+            Box::new(logs_ended.clone()),
             Box::new(insert_to_send.clone()),
         ] {
             registry.register(metric).expect("unique metric");
+        }
+        for outcome in Outcome::ALL.map(Outcome::as_str).into_iter().chain(["unknown"]) {
+            logs_ended.with_label_values(&[outcome]);
         }
         for route in ROUTES {
             streams_open.with_label_values(&[route]);
@@ -158,6 +172,7 @@ impl Metrics {
             ),
             streams_open,
             streams_opened,
+            logs_ended,
             http_responses,
             insert_to_send,
             registry,
@@ -168,6 +183,11 @@ impl Metrics {
     pub fn stream_opened(&self, route: &str) {
         self.streams_opened.with_label_values(&[route]).inc();
         self.streams_open.with_label_values(&[route]).inc();
+    }
+
+    /// A log ended with `outcome` (`None`: unknown).
+    pub fn log_ended(&self, outcome: Option<Outcome>) {
+        self.logs_ended.with_label_values(&[outcome.map_or("unknown", Outcome::as_str)]).inc();
     }
 
     /// A stream of `route` ended.

@@ -423,7 +423,7 @@ impl Session {
             return line.is_done();
         }
         if line.is_done() {
-            self.format.done(buf, self.pos);
+            self.format.done(buf, self.pos, line.ending);
             return true;
         }
         self.format.line(buf, self.pos, &line.text, line.time_ms());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 
-use crate::log::{LogKey, DONE};
+use crate::log::{Ending, LogKey, DONE};
 
 /// How each line is put into an event's data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,8 +167,9 @@ impl Format {
         out.put_slice(format!("}}\nid: {last}\n\n").as_bytes());
     }
 
-    /// Appends the event for the `[DONE]` document at line number `n`.
-    pub fn done(&self, frames: &mut Frames, n: u64) {
+    /// Appends the event for the `[DONE]` document at line number `n`, which ended the log so.
+    /// The text format stays the seed's bare `[DONE]`; the JSON ones say how the log ended.
+    pub fn done(&self, frames: &mut Frames, n: u64, ending: Ending) {
         self.seal(frames, n.saturating_sub(1));
         let out = &mut frames.buf;
         match self {
@@ -180,14 +181,14 @@ impl Format {
             Format::Json | Format::Batch { .. } => {
                 write_id(out, n);
                 out.put_slice(b"event: done\n");
-                write_json(out, &JsonDone { n });
+                write_json(out, &JsonDone { n, ending });
                 out.put_u8(b'\n');
             }
             // The text simply ends; `[DONE]` is not part of it.
             Format::Raw => {}
             Format::Multi(key) => {
                 out.put_slice(format!("event: done\nid: @{n}\n").as_bytes());
-                write_json(out, &MultiDone { r#type: &key.log_type, id: &key.id, n });
+                write_json(out, &MultiDone { r#type: &key.log_type, id: &key.id, n, ending });
                 out.put_u8(b'\n');
             }
         }
@@ -210,6 +211,8 @@ struct JsonLine<'a> {
 #[derive(Serialize)]
 struct JsonDone {
     n: u64,
+    #[serde(flatten)]
+    ending: Ending,
 }
 
 #[derive(Serialize)]
@@ -226,6 +229,8 @@ struct MultiDone<'a> {
     r#type: &'a str,
     id: &'a str,
     n: u64,
+    #[serde(flatten)]
+    ending: Ending,
 }
 
 fn write_id(out: &mut BytesMut, n: u64) {
@@ -272,6 +277,7 @@ mod tests {
     use super::*;
 
     const BATCH: Format = Format::Batch { times: false };
+    const FAILED: Ending = Ending { outcome: Some(crate::log::Outcome::Failed), exit_code: Some(2) };
 
     fn text_event(n: u64, line: &str) -> String {
         let mut out = Frames::default();
@@ -319,7 +325,7 @@ mod tests {
     #[test]
     fn done_is_the_seed_marker_in_text_format() {
         let mut out = Frames::default();
-        Format::Text.done(&mut out, 9);
+        Format::Text.done(&mut out, 9, FAILED);
         assert_eq!(&out.take()[..], b"id: 9\ndata: [DONE]\n\n");
     }
 
@@ -332,8 +338,17 @@ mod tests {
             b"id: 7\ndata: {\"n\":7,\"line\":\" a\\r\\nb\\r\",\"t\":1700000000123}\n\n"
         );
         let mut out = Frames::default();
-        Format::Json.done(&mut out, 8);
-        assert_eq!(&out.take()[..], b"id: 8\nevent: done\ndata: {\"n\":8}\n\n");
+        Format::Json.done(&mut out, 8, Ending::default());
+        assert_eq!(
+            &out.take()[..],
+            b"id: 8\nevent: done\ndata: {\"n\":8,\"outcome\":null,\"exit_code\":null}\n\n"
+        );
+        let mut out = Frames::default();
+        Format::Json.done(&mut out, 8, FAILED);
+        assert_eq!(
+            &out.take()[..],
+            b"id: 8\nevent: done\ndata: {\"n\":8,\"outcome\":\"failed\",\"exit_code\":2}\n\n"
+        );
     }
 
     #[test]
@@ -344,10 +359,10 @@ mod tests {
         BATCH.seal(&mut out, 5);
         BATCH.seal(&mut out, 5);
         BATCH.line(&mut out, 6, "c", 0);
-        BATCH.done(&mut out, 7);
+        BATCH.done(&mut out, 7, Ending::default());
         let expected = "event: lines\ndata: {\"n\":4,\"lines\":[\"a\",\" b\\r\\n\"]}\nid: 5\n\n\
                         event: lines\ndata: {\"n\":6,\"lines\":[\"c\"]}\nid: 6\n\n\
-                        id: 7\nevent: done\ndata: {\"n\":7}\n\n";
+                        id: 7\nevent: done\ndata: {\"n\":7,\"outcome\":null,\"exit_code\":null}\n\n";
         assert_eq!(std::str::from_utf8(&out.take()).unwrap(), expected);
     }
 
@@ -359,10 +374,10 @@ mod tests {
         batch.line(&mut out, 5, "b", 1_700_000_000_002);
         batch.seal(&mut out, 5);
         batch.line(&mut out, 6, "c", 1_700_000_000_003);
-        batch.done(&mut out, 7);
+        batch.done(&mut out, 7, FAILED);
         let expected = "event: lines\ndata: {\"n\":4,\"lines\":[\"a\",\"b\"],\"times\":[1700000000001,1700000000002]}\nid: 5\n\n\
                         event: lines\ndata: {\"n\":6,\"lines\":[\"c\"],\"times\":[1700000000003]}\nid: 6\n\n\
-                        id: 7\nevent: done\ndata: {\"n\":7}\n\n";
+                        id: 7\nevent: done\ndata: {\"n\":7,\"outcome\":\"failed\",\"exit_code\":2}\n\n";
         assert_eq!(std::str::from_utf8(&out.take()).unwrap(), expected);
     }
 
@@ -372,7 +387,7 @@ mod tests {
         Format::Raw.line(&mut out, 1, " a\r", 0);
         Format::Raw.line(&mut out, 2, "", 0);
         Format::Raw.seal(&mut out, 2);
-        Format::Raw.done(&mut out, 3);
+        Format::Raw.done(&mut out, 3, FAILED);
         assert_eq!(&out.take()[..], b" a\r\n\n");
         assert!(Format::Raw.preamble(2000).is_none() && Format::Raw.keep_alive().is_none());
         assert!(Format::Json.preamble(2000).is_some() && BATCH.keep_alive().is_some());
@@ -383,11 +398,11 @@ mod tests {
         let format = Format::Multi(Arc::new(LogKey::new("ci", "a:b")));
         let mut out = Frames::default();
         format.line(&mut out, 3, "x\ny", 1700000000123);
-        format.done(&mut out, 4);
+        format.done(&mut out, 4, FAILED);
         assert_eq!(
             std::str::from_utf8(&out.take()).unwrap(),
             "event: line\nid: @3\ndata: {\"type\":\"ci\",\"id\":\"a:b\",\"n\":3,\"line\":\"x\\ny\",\"t\":1700000000123}\n\n\
-             event: done\nid: @4\ndata: {\"type\":\"ci\",\"id\":\"a:b\",\"n\":4}\n\n"
+             event: done\nid: @4\ndata: {\"type\":\"ci\",\"id\":\"a:b\",\"n\":4,\"outcome\":\"failed\",\"exit_code\":2}\n\n"
         );
         assert!(format.preamble(2000).is_none() && format.keep_alive().is_none());
     }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::backoff::Backoff;
-use crate::log::LogKey;
+use crate::log::{Ending, LogKey};
 
 /// How long `push` keeps retrying one batch through an outage before it gives up.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
@@ -179,13 +179,20 @@ impl ApiClient {
         &mut self,
         key: &LogKey,
         mut lines: Vec<String>,
-        done: bool,
+        end: Option<Ending>,
     ) -> Result<u64, AppendError> {
+        let done = end.is_some();
+        let ending = end.unwrap_or_default();
         let started = Instant::now();
         let mut backoff = retry_backoff();
         let url = self.log_url(key, "");
         loop {
-            let request = self.authorize(self.http.post(&url)).json(&json!({ "lines": lines, "done": done }));
+            let request = self.authorize(self.http.post(&url)).json(&json!({
+                "lines": lines,
+                "done": done,
+                "outcome": ending.outcome,
+                "exit_code": ending.exit_code,
+            }));
             let failure = match self.send::<Appended>(request).await {
                 Outcome::Done(appended) => {
                     self.next = Some(appended.next);

@@ -1,8 +1,9 @@
-//! The command line: `serve` (the default), `migrate`, and for producers and terminals `push`
-//! and `tail`.
+//! The command line: `serve` (the default), `migrate`, and for producers and terminals `push`,
+//! `run` and `tail`.
 
 mod client;
 mod push;
+mod run;
 mod tail;
 
 use std::process::ExitCode;
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
-use crate::log::LogKey;
+use crate::log::{Ending, LogKey, Outcome};
 use crate::shutdown::{os_signal, Shutdown};
 use crate::startup::Application;
 use crate::store::Store;
@@ -35,19 +36,25 @@ enum Command {
     /// Append standard input to a log, one line per line, ending it with [DONE] at EOF.
     Push {
         #[command(flatten)]
-        log: LogArgs,
-        #[command(flatten)]
-        server: ServerArgs,
+        to: PushArgs,
         /// Leave the log open at EOF (no [DONE]).
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["outcome", "exit_code"])]
         no_done: bool,
-        /// Write straight into MongoDB at this URI instead of through the service.
-        #[arg(long, env = "SSE_LOGS_MONGODB_URI")]
-        mongodb_uri: Option<String>,
-        /// A value to replace by *** wherever it appears (repeatable). A `::add-mask::VALUE`
-        /// line in the input adds one too, and is not sent.
-        #[arg(long = "mask", value_name = "VALUE")]
-        masks: Vec<String>,
+        /// How the work ended, said by the [DONE]: succeeded, failed or cancelled.
+        #[arg(long, value_parser = parse_outcome)]
+        outcome: Option<Outcome>,
+        /// The work's exit code, said by the [DONE].
+        #[arg(long, allow_negative_numbers = true)]
+        exit_code: Option<i64>,
+    },
+    /// Run a command, appending its output (stdout and stderr, merged) to a log while echoing
+    /// it, and end the log with how the command ended; exits with the command's status.
+    Run {
+        #[command(flatten)]
+        to: PushArgs,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
     },
     /// Print the API description (OpenAPI 3.1), as served at /api/v1/openapi.json.
     Openapi,
@@ -93,6 +100,36 @@ enum Command {
     },
 }
 
+/// Where `push` and `run` write, and what they mask.
+#[derive(Debug, clap::Args)]
+struct PushArgs {
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Write straight into MongoDB at this URI instead of through the service.
+    #[arg(long, env = "SSE_LOGS_MONGODB_URI")]
+    mongodb_uri: Option<String>,
+    /// A value to replace by *** wherever it appears (repeatable). A `::add-mask::VALUE`
+    /// line in the input adds one too, and is not sent.
+    #[arg(long = "mask", value_name = "VALUE")]
+    masks: Vec<String>,
+}
+
+impl PushArgs {
+    async fn sink(self) -> Result<(push::Sink, LogKey, Vec<String>), String> {
+        let sink = match self.mongodb_uri {
+            Some(uri) => push::Sink::Direct(direct_store(uri).await?),
+            None => push::Sink::Service(client::ApiClient::new(&self.server.server, self.server.token)),
+        };
+        Ok((sink, LogKey::new(self.log.log_type, self.log.id), self.masks))
+    }
+}
+
+fn parse_outcome(text: &str) -> Result<Outcome, String> {
+    Outcome::parse(text).ok_or_else(|| format!("{text:?} is not succeeded, failed or cancelled"))
+}
+
 #[derive(Debug, clap::Args)]
 struct LogArgs {
     /// The log's type, e.g. deploy.
@@ -121,6 +158,9 @@ pub fn main() -> ExitCode {
         let document = crate::routes::openapi::document();
         println!("{}", serde_json::to_string_pretty(&document).expect("JSON values serialise"));
         return ExitCode::SUCCESS;
+    }
+    if let Command::Run { to, command } = command {
+        return run::main(to, command);
     }
     if matches!(command, Command::Push { .. } | Command::Tail { .. }) {
         return run_client(command);
@@ -160,12 +200,10 @@ fn run_client(command: Command) -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
     let outcome = runtime.block_on(async {
         match command {
-            Command::Push { log, server, no_done, mongodb_uri, masks } => {
-                let sink = match mongodb_uri {
-                    Some(uri) => push::Sink::Direct(direct_store(uri).await?),
-                    None => push::Sink::Service(client::ApiClient::new(&server.server, server.token)),
-                };
-                push::run(sink, LogKey::new(log.log_type, log.id), !no_done, masks).await
+            Command::Push { to, no_done, outcome, exit_code } => {
+                let (sink, key, masks) = to.sink().await?;
+                let end = (!no_done).then_some(Ending { outcome, exit_code });
+                push::run(sink, key, end, masks).await
             }
             Command::Tail { log, server, from, tail, no_follow, timestamps } => {
                 let client = client::ApiClient::new(&server.server, server.token);
@@ -177,6 +215,7 @@ fn run_client(command: Command) -> ExitCode {
             | Command::Migrate
             | Command::Token { .. }
             | Command::Prune { .. }
+            | Command::Run { .. }
             | Command::Openapi => {
                 unreachable!("handled by main")
             }

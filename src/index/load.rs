@@ -5,9 +5,13 @@
 //! Cost: one aggregation over the lines of the last `index.window_days` days (an `_id` range),
 //! then, for the logs found there, one aggregation per 200 logs over their lines made before it
 //! (the `{type, id, _id}` index), so that the counts and start times of logs that began earlier are
-//! whole. Nothing else: every later change comes from the hub's change stream.
+//! whole; then the `[DONE]` documents of the ended ones by `_id` (how they ended), 1000 a query.
+//! Nothing else: every later change comes from the hub's change stream.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
+
+use bson::oid::ObjectId;
 
 use crate::backoff::Backoff;
 use crate::index::Index;
@@ -15,6 +19,8 @@ use crate::log::LogKey;
 use crate::shutdown::Shutdown;
 use crate::store::{LogStats, Store};
 
+/// `[DONE]` documents read per query, so the `$in` stays small.
+const ENDINGS_PER_QUERY: usize = 1000;
 /// How often growing logs are looked at for announcing.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
@@ -87,6 +93,16 @@ async fn read(index: &Index, store: &Store) -> mongodb::error::Result<Vec<LogSta
             log.first = log.first.min(*first);
             log.lines += lines;
         }
+    }
+    // An ended log's last document is its `[DONE]` (one written after it is ignored, and then
+    // the outcome reads as unknown).
+    let ended: Vec<ObjectId> = stats.iter().filter(|s| s.done).map(|s| s.last).collect();
+    let mut endings = HashMap::new();
+    for chunk in ended.chunks(ENDINGS_PER_QUERY) {
+        endings.extend(store.endings(chunk.to_vec()).await?);
+    }
+    for log in stats.iter_mut().filter(|s| s.done) {
+        log.ending = endings.get(&log.last).copied().unwrap_or_default();
     }
     Ok(stats)
 }

@@ -4,9 +4,13 @@
 //! the hub, which hands every insert of its one change stream to [`Index::record`]. Changes are
 //! broadcast to the open index streams: a log's first line and its `[DONE]` at once, growth at
 //! most once per second per log. At most `index.max_logs` logs are kept; the least recently
-//! updated are forgotten first, so memory stays bounded whatever the collection holds.
+//! updated are forgotten first, so memory stays bounded whatever the collection holds. A live log
+//! with no line for `index.idle_after_secs` turns idle (`idle.rs`), announced then and when it
+//! wakes up.
 
 mod cursor;
+mod filter;
+mod idle;
 mod load;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -18,10 +22,11 @@ use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
 pub(crate) use cursor::{decode as decode_cursor, encode as encode_cursor, Position};
+pub(crate) use filter::{Filter, StateFilter, Status};
 pub(crate) use load::run;
 
 use crate::config::IndexSettings;
-use crate::log::LogKey;
+use crate::log::{Ending, LogKey};
 use crate::store::LogStats;
 
 /// A growing log is announced at most this often.
@@ -36,6 +41,8 @@ const LOAD_BUFFER: usize = 1_000_000;
 pub(crate) struct Insert {
     pub oid: ObjectId,
     pub done: bool,
+    /// For `[DONE]`: how the log ended.
+    pub ending: Ending,
     /// When MongoDB committed it (the change event's wall time, in milliseconds), if known.
     pub at: Option<SystemTime>,
 }
@@ -54,6 +61,11 @@ pub(crate) struct Summary {
     /// else its `_id`'s second).
     pub updated: String,
     pub done: bool,
+    /// `outcome` and `exit_code` (`null` while live or unknown).
+    #[serde(flatten)]
+    pub ending: Ending,
+    /// Live, but no line for `index.idle_after_secs`: idle since `updated`.
+    pub idle: bool,
     /// Where the log sits in the list (what a cursor after it names).
     #[serde(skip)]
     pub position: Position,
@@ -65,24 +77,6 @@ pub(crate) enum Change {
     Log(Arc<Summary>),
     /// The list was rebuilt (the change stream had to start afresh): send it again.
     Reset,
-}
-
-/// Which logs a request wants, besides the cursor.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Filter {
-    pub log_type: Option<String>,
-    /// `Some(true)` only live logs, `Some(false)` only ended ones.
-    pub live: Option<bool>,
-    /// Lower-case text the id must contain (case-insensitive).
-    pub q: Option<String>,
-}
-
-impl Filter {
-    pub fn matches(&self, log_type: &str, id: &str, done: bool) -> bool {
-        self.log_type.as_deref().is_none_or(|t| t == log_type)
-            && self.live.is_none_or(|live| live != done)
-            && self.q.as_deref().is_none_or(|q| id.to_lowercase().contains(q))
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +104,8 @@ struct State {
     overflowed: bool,
     /// Logs that grew but were announced less than a second ago.
     pending: HashSet<LogKey>,
+    /// The live logs not idle yet, by when they were last updated: the next to turn idle first.
+    quiet: BTreeSet<(SystemTime, LogKey)>,
 }
 
 #[derive(Debug)]
@@ -118,14 +114,21 @@ struct Entry {
     last: ObjectId,
     lines: u64,
     done: bool,
+    ending: Ending,
     updated: SystemTime,
+    idle: bool,
     announced: Option<Instant>,
 }
 
 impl Entry {
-    fn new(first: ObjectId, last: ObjectId, lines: u64, done: bool, at: Option<SystemTime>) -> Self {
+    fn new(first: ObjectId, last: ObjectId, lines: u64, end: Option<Ending>, at: Option<SystemTime>) -> Self {
         let updated = at.unwrap_or_else(|| last.timestamp().into());
-        Self { first, last, lines, done, updated, announced: None }
+        let (done, ending) = (end.is_some(), end.unwrap_or_default());
+        Self { first, last, lines, done, ending, updated, idle: false, announced: None }
+    }
+
+    fn status(&self) -> Status {
+        Status { done: self.done, outcome: self.ending.outcome, idle: self.idle }
     }
 }
 
@@ -176,9 +179,18 @@ impl Index {
         state.logs.clear();
         state.order.clear();
         state.pending.clear();
+        state.quiet.clear();
+        let now = SystemTime::now();
         for stats in stats {
             state.order.insert((stats.last, stats.key.clone()));
-            let entry = Entry::new(stats.first, stats.last, stats.lines, stats.done, None);
+            let end = stats.done.then_some(stats.ending);
+            let mut entry = Entry::new(stats.first, stats.last, stats.lines, end, None);
+            // Logs long silent are idle from the start, without an announcement each: the
+            // streams are sent the whole list below.
+            entry.idle = !entry.done && self.silent_long_enough(entry.updated, now);
+            if !entry.done && !entry.idle {
+                state.quiet.insert((entry.updated, stats.key.clone()));
+            }
             state.logs.insert(stats.key, entry);
         }
         self.evict(&mut state);
@@ -194,9 +206,13 @@ impl Index {
     /// Counts one insert. While held inserts are replayed after a load, those the aggregation
     /// already counted (an `_id` not after the log's last) are skipped.
     fn apply(&self, state: &mut State, key: &LogKey, insert: Insert, replay: bool) {
-        let Insert { oid, done, at } = insert;
+        let Insert { oid, done, ending, at } = insert;
         let Some(entry) = state.logs.get_mut(key) else {
-            state.logs.insert(key.clone(), Entry::new(oid, oid, 1, done, at));
+            let entry = Entry::new(oid, oid, 1, done.then_some(ending), at);
+            if !done {
+                state.quiet.insert((entry.updated, key.clone()));
+            }
+            state.logs.insert(key.clone(), entry);
             state.order.insert((oid, key.clone()));
             self.evict(state);
             self.announce(state, key);
@@ -205,9 +221,14 @@ impl Index {
         if replay && oid <= entry.last {
             return;
         }
+        state.quiet.remove(&(entry.updated, key.clone()));
+        let woke = std::mem::replace(&mut entry.idle, false);
         entry.lines += 1;
         entry.first = entry.first.min(oid);
         entry.updated = entry.updated.max(at.unwrap_or_else(|| oid.timestamp().into()));
+        if !entry.done && !done {
+            state.quiet.insert((entry.updated, key.clone()));
+        }
         if oid > entry.last {
             let old = std::mem::replace(&mut entry.last, oid);
             state.order.remove(&(old, key.clone()));
@@ -215,9 +236,12 @@ impl Index {
         }
         let entry = state.logs.get_mut(key).expect("present above");
         let ended_now = done && !entry.done;
-        entry.done |= done;
+        if ended_now {
+            entry.done = true;
+            entry.ending = ending;
+        }
         let recently = entry.announced.is_some_and(|at| at.elapsed() < GROWTH_EVERY);
-        if ended_now || !recently {
+        if ended_now || woke || !recently {
             self.announce(state, key);
         } else {
             state.pending.insert(key.clone());
@@ -231,9 +255,10 @@ impl Index {
         let _ = self.shared.changes.send(Change::Log(Arc::new(summary(key, entry))));
     }
 
-    /// Announces the growing logs whose second has passed.
+    /// Announces the growing logs whose second has passed, and the logs that turned idle.
     fn flush_pending(&self) {
         let mut state = self.lock();
+        self.mark_idle(&mut state, SystemTime::now());
         let due: Vec<LogKey> = state
             .pending
             .iter()
@@ -250,7 +275,9 @@ impl Index {
     fn evict(&self, state: &mut State) {
         while state.logs.len() > self.shared.settings.max_logs {
             let Some((_, key)) = state.order.pop_first() else { break };
-            state.logs.remove(&key);
+            if let Some(entry) = state.logs.remove(&key) {
+                state.quiet.remove(&(entry.updated, key.clone()));
+            }
             state.pending.remove(&key);
         }
     }
@@ -266,7 +293,7 @@ impl Index {
             .rev()
             .filter_map(|(_, key)| {
                 let entry = state.logs.get(key)?;
-                filter.matches(&key.log_type, &key.id, entry.done).then(|| summary(key, entry))
+                filter.matches(&key.log_type, &key.id, entry.status()).then(|| summary(key, entry))
             })
             .take(max)
             .collect()
@@ -296,6 +323,8 @@ fn summary(key: &LogKey, entry: &Entry) -> Summary {
         started: rfc3339(entry.first),
         updated: bson::DateTime::from_system_time(entry.updated).try_to_rfc3339_string().unwrap_or_default(),
         done: entry.done,
+        ending: if entry.done { entry.ending } else { Ending::default() },
+        idle: entry.idle,
         position: (entry.last, key.clone()),
     }
 }

@@ -16,8 +16,8 @@ use super::params::{incoming, Incoming, Query};
 use super::{event_stream, respond, SharedState};
 use crate::access::Action;
 use crate::error::ApiError;
-use crate::index::{decode_cursor, encode_cursor, Filter, Index, Position, Summary};
-use crate::log::LogKey;
+use crate::index::{decode_cursor, encode_cursor, Filter, Index, Position, StateFilter, Summary};
+use crate::log::{LogKey, Outcome};
 
 const DEFAULT_LIMIT: u64 = 50;
 const MAX_LIMIT: u64 = 500;
@@ -39,11 +39,20 @@ pub(super) struct ListParams {
 
 impl ListParams {
     fn parse(query: &Query) -> Result<Self, ApiError> {
-        let live = match query.get("state") {
-            None | Some("all") => None,
-            Some("live") => Some(true),
-            Some("ended") => Some(false),
-            Some(_) => return Err(ApiError::invalid("state", "must be `live`, `ended` or `all`")),
+        let state = match query.get("state") {
+            None | Some("all") => StateFilter::All,
+            Some("live") => StateFilter::Live,
+            Some("ended") => StateFilter::Ended,
+            Some("idle") => StateFilter::Idle,
+            Some(word) => match Outcome::parse(word) {
+                Some(outcome) => StateFilter::Outcome(outcome),
+                None => {
+                    return Err(ApiError::invalid(
+                        "state",
+                        "must be `live`, `ended`, `all`, `idle`, `succeeded`, `failed` or `cancelled`",
+                    ))
+                }
+            },
         };
         let limit = query.count("limit")?.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
@@ -58,7 +67,7 @@ impl ListParams {
         };
         let filter = Filter {
             log_type: query.get("type").filter(|t| !t.is_empty()).map(str::to_owned),
-            live,
+            state,
             q: query.get("q").filter(|q| !q.is_empty()).map(str::to_lowercase),
         };
         Ok(Self { filter, limit: usize::try_from(limit).unwrap_or(usize::MAX), before })
@@ -71,7 +80,7 @@ struct List {
     next: Option<String>,
 }
 
-/// GET /api/v1/logs?type=T&state=live|ended|all&q=TEXT&limit=N&before=CURSOR
+/// GET /api/v1/logs?type=T&state=live|ended|all|idle|succeeded|failed|cancelled&q=TEXT&limit=N&before=CURSOR
 pub fn list(state: SharedState) -> impl warp::Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("api" / "v1" / "logs").and(warp::get()).and(incoming(state)).then(list_logs).map(respond)
 }

@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit};
 
 use super::index::{ListParams, Readable};
 use super::params::{Incoming, Query};
-use crate::index::{Change, Filter, Summary};
+use crate::index::{Change, Filter, StateFilter, Summary};
 use crate::log::LogKey;
 use crate::sse;
 
@@ -92,8 +92,8 @@ impl Feed {
     /// state filter is left out here, so that a client sees a log leave the state it asked for.
     async fn one(&mut self, summary: &Arc<Summary>) -> BytesMut {
         let mut chunk = BytesMut::new();
-        let filter = Filter { live: None, ..self.params.filter.clone() };
-        if !filter.matches(&summary.log_type, &summary.id, summary.done) {
+        let filter = Filter { state: StateFilter::All, ..self.params.filter.clone() };
+        if !filter.matches(&summary.log_type, &summary.id, summary.status()) {
             return chunk;
         }
         let key = LogKey::new(summary.log_type.clone(), summary.id.clone());

@@ -11,7 +11,7 @@ use super::params::{incoming, log_key, Incoming, Segment};
 use super::{respond, SharedState};
 use crate::access::Action;
 use crate::error::ApiError;
-use crate::log::DONE;
+use crate::log::{Ending, Outcome, DONE};
 use crate::store::Appended;
 
 const DEFAULT_LIMIT: u64 = 1000;
@@ -29,6 +29,9 @@ struct Snapshot<'a> {
     times: Option<Vec<u64>>,
     next: u64,
     done: bool,
+    /// `outcome` and `exit_code`, once `done`.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    ending: Option<Ending>,
 }
 
 /// GET /api/v1/logs/{type}/{id}?from=N&limit=M[&times=1], or ?tail=K for the last K positions
@@ -71,6 +74,7 @@ async fn read_snapshot(log_type: Segment, id: Segment, request: Incoming) -> Res
         times: times.then_some(page.times),
         next: page.next,
         done: page.done,
+        ending: page.done.then_some(page.ending),
     };
     Ok(warp::reply::json(&body).into_response())
 }
@@ -82,7 +86,28 @@ struct AppendJson {
     lines: Vec<String>,
     #[serde(default)]
     done: bool,
+    #[serde(default)]
+    outcome: Option<Outcome>,
+    #[serde(default, deserialize_with = "integer")]
+    exit_code: Option<i64>,
 }
+
+/// An exit code: an integer as JSON Schema (and so the OpenAPI document) counts them (`2.0` is
+/// one, `2.5` not) of at most 2^53 - 1 either way, so that the pages' JavaScript shows it exactly
+/// (and a double holds it exactly, so no number just past the bound rounds into it).
+fn integer<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<i64>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(value)? else { return Ok(None) };
+    let whole = number.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64);
+    match number.as_i64().or(whole).filter(|code| (-MAX_EXIT_CODE..=MAX_EXIT_CODE).contains(code)) {
+        Some(code) => Ok(Some(code)),
+        None => Err(serde::de::Error::custom(format!(
+            "exit_code {number} is not an integer between -{MAX_EXIT_CODE} and {MAX_EXIT_CODE}"
+        ))),
+    }
+}
+
+/// The largest exit code (either way): 2^53 - 1, JavaScript's largest exact integer.
+pub(crate) const MAX_EXIT_CODE: i64 = (1 << 53) - 1;
 
 #[derive(Serialize)]
 struct AppendAnswer {
@@ -115,11 +140,11 @@ where
     let store = &request.state.sessions.store;
     let body = read_body(body, request.state.limits.max_body_bytes).await?;
     let content_type = request.headers.get("content-type").and_then(|v| v.to_str().ok());
-    let (lines, done) = parse_lines(content_type, &body)?;
-    let Appended::Next(next) = store.append(&key, &lines, done).await? else {
+    let (lines, end) = parse_lines(content_type, &body)?;
+    let Appended::Next(next) = store.append(&key, &lines, end).await? else {
         return Err(ApiError::LogFinished);
     };
-    let appended = lines.len() + usize::from(done);
+    let appended = lines.len() + usize::from(end.is_some());
     let reply = warp::reply::json(&AppendAnswer { appended, next });
     Ok(warp::reply::with_status(reply, StatusCode::CREATED).into_response())
 }
@@ -148,25 +173,32 @@ where
     Ok(out)
 }
 
-/// The lines of a body and whether it ends the log. A `[DONE]` line ends it and must be last.
-fn parse_lines(content_type: Option<&str>, body: &[u8]) -> Result<(Vec<String>, bool), ApiError> {
+/// The lines of a body and, if it ends the log, how. A `[DONE]` line ends it and must be last.
+fn parse_lines(content_type: Option<&str>, body: &[u8]) -> Result<(Vec<String>, Option<Ending>), ApiError> {
     if body.is_empty() {
         return Err(ApiError::InvalidBody("the request body is empty".into()));
     }
     let media =
         content_type.unwrap_or("text/plain").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let (mut lines, mut done) = match media.as_str() {
+    let (mut lines, mut done, ending) = match media.as_str() {
         "application/json" => {
             let parsed: AppendJson = serde_json::from_slice(body).map_err(|e| {
-                ApiError::InvalidBody(format!("expected {{\"lines\":[...],\"done\":bool}}: {e}"))
+                ApiError::InvalidBody(format!(
+                    "expected {{\"lines\":[...],\"done\":bool,\"outcome\":\"succeeded\"|\"failed\"|\"cancelled\",\"exit_code\":integer}}: {e}"
+                ))
             })?;
-            (parsed.lines, parsed.done)
+            let ending = Ending { outcome: parsed.outcome, exit_code: parsed.exit_code };
+            // Said of the body's own `done`, so that the OpenAPI schema can state the rule.
+            if !parsed.done && ending != Ending::default() {
+                return Err(ApiError::InvalidBody("`outcome` and `exit_code` need `\"done\": true`".into()));
+            }
+            (parsed.lines, parsed.done, ending)
         }
         "text/plain" | "" => {
             let text = std::str::from_utf8(body)
                 .map_err(|_| ApiError::InvalidBody("the body is not UTF-8 text".into()))?;
             let text = text.strip_suffix('\n').unwrap_or(text);
-            (text.split('\n').map(str::to_owned).collect(), false)
+            (text.split('\n').map(str::to_owned).collect(), false, Ending::default())
         }
         _ => return Err(ApiError::UnsupportedMediaType),
     };
@@ -180,7 +212,7 @@ fn parse_lines(content_type: Option<&str>, body: &[u8]) -> Result<(Vec<String>, 
     if lines.is_empty() && !done {
         return Err(ApiError::InvalidBody("no lines to append".into()));
     }
-    Ok((lines, done))
+    Ok((lines, done.then_some(ending)))
 }
 
 #[cfg(test)]
@@ -188,7 +220,12 @@ mod tests {
     use super::*;
 
     fn text(body: &str) -> (Vec<String>, bool) {
-        parse_lines(Some("text/plain; charset=utf-8"), body.as_bytes()).unwrap()
+        let (lines, end) = parse_lines(Some("text/plain; charset=utf-8"), body.as_bytes()).unwrap();
+        (lines, end.is_some())
+    }
+
+    fn json(body: &str) -> Result<(Vec<String>, Option<Ending>), ApiError> {
+        parse_lines(Some("application/json"), body.as_bytes())
     }
 
     #[test]
@@ -207,10 +244,38 @@ mod tests {
 
     #[test]
     fn json_bodies_carry_lines_and_done() {
-        let parsed = parse_lines(Some("application/json"), br#"{"lines":["x"," y\r"],"done":true}"#).unwrap();
-        assert_eq!(parsed, (vec!["x".into(), " y\r".into()], true));
+        let parsed = json(r#"{"lines":["x"," y\r"],"done":true}"#).unwrap();
+        assert_eq!(parsed, (vec!["x".into(), " y\r".into()], Some(Ending::default())));
         assert!(parse_lines(Some("application/json"), br#"{"lines":[1]}"#).is_err());
         assert!(parse_lines(Some("application/json"), br#"{"lines":[]}"#).is_err());
+    }
+
+    #[test]
+    fn json_bodies_say_how_the_log_ended_only_when_they_end_it() {
+        let failed = Ending { outcome: Some(Outcome::Failed), exit_code: Some(2) };
+        assert_eq!(json(r#"{"done":true,"outcome":"failed","exit_code":2}"#).unwrap().1, Some(failed));
+        assert_eq!(
+            json(r#"{"done":true,"outcome":null,"exit_code":null}"#).unwrap().1,
+            Some(Ending::default())
+        );
+        assert_eq!(json(r#"{"lines":["x"],"outcome":null}"#).unwrap().1, None);
+        let whole = json(r#"{"done":true,"exit_code":3931434.0}"#).unwrap().1;
+        assert_eq!(whole.and_then(|e| e.exit_code), Some(3_931_434), "2.0 is an integer in JSON Schema");
+        let largest = json(r#"{"done":true,"exit_code":-9007199254740991}"#).unwrap().1;
+        assert_eq!(largest.and_then(|e| e.exit_code), Some(-MAX_EXIT_CODE));
+        for bad in [
+            r#"{"lines":["x"],"outcome":"failed"}"#,
+            r#"{"lines":["x"],"exit_code":1}"#,
+            r#"{"lines":["[DONE]"],"outcome":"failed"}"#,
+            r#"{"done":false,"outcome":"failed"}"#,
+            r#"{"done":true,"outcome":"exploded"}"#,
+            r#"{"done":true,"exit_code":2.5}"#,
+            r#"{"done":true,"exit_code":"2"}"#,
+            r#"{"done":true,"exit_code":9007199254740992}"#,
+            r#"{"done":true,"exit_code":-9223372036854775809}"#,
+        ] {
+            assert!(matches!(json(bad), Err(ApiError::InvalidBody(_))), "{bad}");
+        }
     }
 
     #[test]

@@ -70,14 +70,15 @@ fn paths() -> Value {
             "summary": "Follow a log: its backlog, then every new line until [DONE]",
             "description": "First `retry: <ms>`; then per line `id: k` and `data: <line>` (one `data:` per piece of a line \
                 split on CR LF, LF or CR), and at `[DONE]` the same with `data: [DONE]`, after which the response ends. \
-                With `format=json` each data is `{\"n\":k,\"line\":\"...\",\"t\":ms}` (t: the line's time) and the end is `event: done` with `{\"n\":k}`. \
+                With `format=json` each data is `{\"n\":k,\"line\":\"...\",\"t\":ms}` (t: the line's time) and the end is `event: done` with \
+                `{\"n\":k,\"outcome\":\"succeeded\"|\"failed\"|\"cancelled\"|null,\"exit_code\":integer|null}` (null: not said by the log's `[DONE]`). \
                 While idle, `: keep-alive` comments.",
             "parameters": [
                 path("type"), path("id"),
                 query("from", false, count(), "Lines the client already has."),
                 query("format", false, json!({ "type": "string", "enum": ["text", "json", "batch"] }), "Event data format: \
                     `batch` sends `event: lines` with `{\"n\":first,\"lines\":[...]}` (many lines per event, `id:` the last one's \
-                    number), for loading a big backlog fast."),
+                    number), for loading a big backlog fast, and ends with the same `event: done` as `json`."),
                 query("times", false, json!({ "type": "string", "enum": ["0", "1", "false", "true"] }), "With `format=batch`: each \
                     `event: lines` also carries `\"times\":[ms,...]`, each line's time, parallel to `lines` (400 with the text \
                     format; `json` events always carry `t`)."),
@@ -90,7 +91,7 @@ fn paths() -> Value {
             "summary": "Follow several logs on one connection",
             "description": "First `retry: <ms>`; then `event: line` with `{\"type\",\"id\",\"n\",\"line\",\"t\"}` (`t`: when \
                 the line was written, ms since the epoch) and, per log at its `[DONE]`, `event: done` with \
-                `{\"type\",\"id\",\"n\"}`; the response ends after the last log's. Each event's `id:` is every log's \
+                `{\"type\",\"id\",\"n\",\"outcome\",\"exit_code\"}` (how the log ended, null when unknown); the response ends after the last log's. Each event's `id:` is every log's \
                 position in the order of the `log` parameters, joined by `,` (`12,0,7`), so `Last-Event-ID` resumes \
                 them all. Lines of one log come in order; logs interleave as they are read. While idle, \
                 `: keep-alive` comments. 403 when any log is not readable.",
@@ -126,7 +127,8 @@ fn paths() -> Value {
                 "operationId": "append",
                 "summary": "Append lines to a log",
                 "description": "A text/plain body is split on LF (a CR stays in its line; a trailing LF adds no line). A line \
-                    that is exactly `[DONE]` ends the log and must be the last.",
+                    that is exactly `[DONE]` ends the log and must be the last. A JSON body with `done: true` may say how the \
+                    work ended (`outcome`, `exit_code`).",
                 "parameters": [path("type"), path("id")],
                 "requestBody": { "required": true, "content": {
                     "text/plain": { "schema": { "type": "string", "minLength": 1 } },
@@ -149,7 +151,7 @@ fn paths() -> Value {
             "operationId": "logEvents",
             "summary": "The list of logs as a live stream",
             "description": "`event: log` with a `LogSummary` for each current log, then one when a log starts, when it \
-                ends, and at most once a second while it grows. Keep-alive comments while idle.",
+                ends, when it turns idle or wakes up, and at most once a second while it grows. Keep-alive comments while idle.",
             "parameters": list_parameters(),
             "responses": with_errors(json!({
                 "200": { "description": "The event stream.", "content": { "text/event-stream": { "schema": { "type": "string" } } } },
@@ -240,18 +242,29 @@ fn components() -> Value {
                     "times": { "type": "array", "items": { "type": "integer", "minimum": 0 }, "description": "With `times=1`, parallel to `lines`." },
                     "next": { "type": "integer", "minimum": 0 },
                     "done": { "type": "boolean" },
+                    "outcome": outcome_schema(),
+                    "exit_code": exit_code_schema(),
                 },
             },
             "AppendBody": {
                 "type": "object", "additionalProperties": false,
-                "description": "At least one line, or `done: true`; a line `[DONE]` may only be the last.",
+                "description": "At least one line, or `done: true`; a line `[DONE]` may only be the last. `outcome` and \
+                    `exit_code` (how the work ended) only with `done: true`.",
                 "properties": {
                     "lines": { "type": "array", "items": { "type": "string" } },
                     "done": { "type": "boolean" },
+                    "outcome": outcome_schema(),
+                    "exit_code": exit_code_schema(),
                 },
-                "anyOf": [
-                    { "required": ["lines"], "properties": { "lines": { "minItems": 1 } } },
-                    { "required": ["done"], "properties": { "done": { "const": true } } },
+                "allOf": [
+                    { "anyOf": [
+                        { "required": ["lines"], "properties": { "lines": { "minItems": 1 } } },
+                        { "required": ["done"], "properties": { "done": { "const": true } } },
+                    ]},
+                    { "anyOf": [
+                        { "properties": { "outcome": { "const": null }, "exit_code": { "const": null } } },
+                        { "required": ["done"], "properties": { "done": { "const": true } } },
+                    ]},
                 ],
             },
             "Appended": {
@@ -259,13 +272,17 @@ fn components() -> Value {
                 "properties": { "appended": { "type": "integer", "minimum": 0 }, "next": { "type": "integer", "minimum": 0 } },
             },
             "LogSummary": {
-                "type": "object", "required": ["type", "id", "lines", "started", "updated", "done"],
+                "type": "object",
+                "required": ["type", "id", "lines", "started", "updated", "done", "outcome", "exit_code", "idle"],
                 "properties": {
                     "type": { "type": "string" }, "id": { "type": "string" },
                     "lines": { "type": "integer", "minimum": 0 },
                     "started": { "type": "string", "format": "date-time" },
                     "updated": { "type": "string", "format": "date-time" },
                     "done": { "type": "boolean" },
+                    "outcome": outcome_schema(),
+                    "exit_code": exit_code_schema(),
+                    "idle": { "type": "boolean", "description": "Live, but no line for `index.idle_after_secs`: idle since `updated`." },
                 },
             },
             "LogList": {
@@ -280,14 +297,24 @@ fn components() -> Value {
     })
 }
 
+/// How a log ended, as its `[DONE]` said; null when unknown (or, in the index, still live).
+fn outcome_schema() -> Value {
+    json!({ "enum": ["succeeded", "failed", "cancelled", null] })
+}
+
+fn exit_code_schema() -> Value {
+    let max = super::logs::MAX_EXIT_CODE;
+    json!({ "type": ["integer", "null"], "minimum": -max, "maximum": max })
+}
+
 fn list_parameters() -> Value {
     json!([
         query("type", false, json!({ "type": "string" }), "Only logs of this type."),
         query(
             "state",
             false,
-            json!({ "type": "string", "enum": ["live", "ended", "all"] }),
-            "Live, ended or all."
+            json!({ "type": "string", "enum": ["live", "ended", "all", "idle", "succeeded", "failed", "cancelled"] }),
+            "Live (idle ones included), ended, all, idle (live, no line for `index.idle_after_secs`), or ended with this outcome."
         ),
         query("q", false, json!({ "type": "string" }), "A substring of the id (case-insensitive)."),
         query(

@@ -26,7 +26,7 @@ use mongodb::Collection;
 
 use super::last::Last;
 use super::Store;
-use crate::log::{LogKey, DONE};
+use crate::log::{Ending, LogKey, DONE};
 
 /// How many inserts one append may make when other writers keep taking its positions; each
 /// lost race means another writer's batch went in, so this bounds a request, not progress.
@@ -58,8 +58,10 @@ impl AppendLocks {
 }
 
 impl Store {
-    /// Appends lines (and `[DONE]` when `done`) unless the log has ended.
-    pub async fn append(&self, key: &LogKey, lines: &[String], done: bool) -> Result<Appended> {
+    /// Appends lines (and `[DONE]` saying how the log ended, when `end` is given) unless the
+    /// log has ended.
+    pub async fn append(&self, key: &LogKey, lines: &[String], end: Option<Ending>) -> Result<Appended> {
+        let done = end.is_some();
         let lock = self.appends.for_log(key);
         // Waiting for the turn is abandoned with the request; once it is ours the append runs
         // to its end in a task of its own, so the next append to this log sees what it stored.
@@ -71,7 +73,7 @@ impl Store {
             .collect();
         let (store, key) = (self.clone(), key.clone());
         let task = tokio::spawn(async move {
-            let appended = store.append_in_turn(&key, &texts).await;
+            let appended = store.append_in_turn(&key, &texts, end).await;
             drop(turn);
             appended
         });
@@ -83,7 +85,7 @@ impl Store {
         }
     }
 
-    async fn append_in_turn(&self, key: &LogKey, texts: &[String]) -> Result<Appended> {
+    async fn append_in_turn(&self, key: &LogKey, texts: &[String], end: Option<Ending>) -> Result<Appended> {
         // One time for the batch: its lines arrived together.
         let now = bson::DateTime::now();
         let mut rest = texts;
@@ -93,7 +95,7 @@ impl Store {
             if last.is_some_and(|last| last.done) {
                 return Ok(Appended::Finished);
             }
-            let documents = documents(key, rest, last, now);
+            let documents = documents(key, rest, last, now, end);
             let Some(newest) = documents.last().map(|(_, last)| *last) else {
                 return Ok(Appended::Next(last.map_or(0, |last| last.position)));
             };
@@ -120,12 +122,14 @@ impl Store {
     }
 }
 
-/// The documents of `texts`, each with the line it will be once stored, after `last`.
+/// The documents of `texts`, each with the line it will be once stored, after `last`; the
+/// `[DONE]` document, last, says how the log ended (`end`).
 fn documents(
     key: &LogKey,
     texts: &[String],
     last: Option<Last>,
     now: bson::DateTime,
+    end: Option<Ending>,
 ) -> Vec<(Document, Last)> {
     let stored_id = key.stored_id();
     let shared = last.is_some_and(|last| last.shared);
@@ -146,6 +150,9 @@ fn documents(
             };
             if !shared {
                 document.insert("n", i64::try_from(position).unwrap_or(i64::MAX));
+            }
+            if let Some(end) = end.filter(|_| text == DONE) {
+                document.extend(end.to_fields());
             }
             (document, Last { oid, position, done: text == DONE, shared })
         })

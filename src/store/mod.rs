@@ -5,6 +5,7 @@
 //! its own when the store opens the connection itself, so live delivery never queues behind
 //! backlog reads; queries pass a gate no wider than their pool.
 
+use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,7 +22,7 @@ use mongodb::{Client, Collection, Cursor, Database};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::MongoSettings;
-use crate::log::{LogKey, LogLine};
+use crate::log::{Ending, LogKey, LogLine, DONE};
 use crate::metrics::Metrics;
 use crate::redact::Redactor;
 
@@ -54,6 +55,8 @@ pub(crate) struct Page {
     pub times: Vec<u64>,
     pub next: u64,
     pub done: bool,
+    /// How the log ended, when `done`.
+    pub ending: Ending,
 }
 
 /// What a line cursor yields: every document takes a line position, readable or not.
@@ -262,7 +265,7 @@ impl Store {
             logs.find(filter)
                 .sort(doc! { "_id": 1 })
                 .skip(skip)
-                .projection(doc! { "_id": 1, "log": 1, "ts": 1 })
+                .projection(line_fields())
                 .batch_size(BATCH_SIZE)
                 .await
         };
@@ -273,6 +276,27 @@ impl Store {
     /// is `[DONE]` (see [`Store::last`] for what that costs).
     pub async fn done_position(&self, key: &LogKey) -> Result<Option<u64>> {
         Ok(self.last(key).await?.filter(|last| last.done).map(|last| last.position))
+    }
+
+    /// How the log ended, for a log that has (`None` for one that has not).
+    pub async fn ending(&self, key: &LogKey) -> Result<Option<Ending>> {
+        let Some(last) = self.last(key).await?.filter(|last| last.done) else { return Ok(None) };
+        Ok(Some(self.endings(vec![last.oid]).await?.remove(&last.oid).unwrap_or_default()))
+    }
+
+    /// The endings of the `[DONE]` documents among `oids` (one query by `_id`).
+    pub async fn endings(&self, oids: Vec<ObjectId>) -> Result<HashMap<ObjectId, Ending>> {
+        let find = |logs: Collection<Document>| async move {
+            let filter = doc! { "_id": { "$in": oids }, "log": DONE };
+            let cursor =
+                logs.find(filter).projection(doc! { "_id": 1, "outcome": 1, "exit_code": 1 }).await?;
+            cursor.try_collect::<Vec<Document>>().await
+        };
+        let found = self.query(find).await?;
+        Ok(found
+            .iter()
+            .filter_map(|d| Some((d.get_object_id("_id").ok()?, Ending::of_document(d))))
+            .collect())
     }
 
     /// How many documents (line positions) the log has.
@@ -335,6 +359,11 @@ async fn run_to_end<T: Send + 'static>(
         // Cancelled: only when the runtime shuts down, and then nobody waits for the answer.
         Err(_) => std::future::pending().await,
     }
+}
+
+/// The fields of a stored line any reader needs: a `[DONE]` document's ending included.
+fn line_fields() -> Document {
+    doc! { "_id": 1, "log": 1, "ts": 1, "outcome": 1, "exit_code": 1 }
 }
 
 /// The smallest ObjectId made at `at`.

@@ -6,7 +6,7 @@ use mongodb::error::Result;
 use mongodb::Collection;
 
 use super::{Page, Store, Stored, BATCH_SIZE};
-use crate::log::LogKey;
+use crate::log::{Ending, LogKey};
 
 impl Store {
     /// Up to `limit` positions of the log after `from`, stopping at `[DONE]`.
@@ -17,17 +17,19 @@ impl Store {
                 .sort(doc! { "_id": 1 })
                 .skip(from)
                 .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-                .projection(doc! { "_id": 1, "log": 1, "ts": 1 })
+                .projection(super::line_fields())
                 .batch_size(BATCH_SIZE)
                 .await
         };
         let mut cursor = self.cursor(self.query(find).await?);
-        let mut page = Page { lines: Vec::new(), times: Vec::new(), next: from, done: false };
+        let mut page =
+            Page { lines: Vec::new(), times: Vec::new(), next: from, done: false, ending: Ending::default() };
         while let Some(stored) = cursor.next().await? {
             page.next += 1;
             match stored {
                 Stored::Line(line) if line.is_done() => {
                     page.done = true;
+                    page.ending = line.ending;
                     return Ok(page);
                 }
                 Stored::Line(line) => {
@@ -39,7 +41,10 @@ impl Store {
         }
         if page.lines.is_empty() && from > 0 {
             // An empty window past the end: the client already has everything if the log ended.
-            page.done = matches!(self.done_position(key).await?, Some(done) if done <= from);
+            if matches!(self.done_position(key).await?, Some(done) if done <= from) {
+                page.done = true;
+                page.ending = self.ending(key).await?.unwrap_or_default();
+            }
         }
         Ok(page)
     }
@@ -53,7 +58,7 @@ impl Store {
             logs.find(filter)
                 .sort(doc! { "_id": -1 })
                 .limit(i64::try_from(k).unwrap_or(i64::MAX))
-                .projection(doc! { "_id": 1, "log": 1, "ts": 1 })
+                .projection(super::line_fields())
                 .batch_size(BATCH_SIZE)
                 .await
         };
@@ -80,12 +85,14 @@ impl Store {
             times: Vec::with_capacity(window.len()),
             next: from,
             done: false,
+            ending: Ending::default(),
         };
         for stored in window {
             page.next += 1;
             match stored {
                 Stored::Line(line) if line.is_done() => {
                     page.done = true;
+                    page.ending = line.ending;
                     break;
                 }
                 Stored::Line(line) => {

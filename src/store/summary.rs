@@ -14,7 +14,7 @@ use futures_util::TryStreamExt;
 use mongodb::error::Result;
 
 use super::{oid_at, Store};
-use crate::log::{LogKey, DONE};
+use crate::log::{Ending, LogKey, DONE};
 
 /// Logs asked about per query of the second step, so the `$or` stays small.
 const KEYS_PER_QUERY: usize = 200;
@@ -28,6 +28,8 @@ pub(crate) struct LogStats {
     /// Documents (line positions), `[DONE]` included.
     pub lines: u64,
     pub done: bool,
+    /// How it ended, when `done` (read after the aggregation, see `Store::endings`).
+    pub ending: Ending,
 }
 
 impl LogStats {
@@ -119,6 +121,7 @@ fn stats_of(group: &Document) -> Option<LogStats> {
         last: group.get_object_id("last").ok()?,
         lines: count_of(group)?,
         done: group.get_bool("done").unwrap_or(false),
+        ending: Ending::default(),
     })
 }
 

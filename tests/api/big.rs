@@ -35,7 +35,8 @@ async fn a_tail_snapshot_answers_the_last_positions_and_where_they_start() {
     assert_eq!(status, 200);
     assert_eq!(
         last3,
-        json!({"type": "ci", "id": "ended", "from": 8, "lines": ["line 9", "line 10"], "next": 11, "done": true})
+        json!({"type": "ci", "id": "ended", "from": 8, "lines": ["line 9", "line 10"], "next": 11, "done": true,
+               "outcome": null, "exit_code": null})
     );
     let (_, all) = get_json(&app, "/api/v1/logs/ci/ended?tail=10000").await;
     assert_eq!((all["from"].clone(), all["lines"].as_array().unwrap().len()), (json!(0), 10));

@@ -81,7 +81,8 @@ async fn tricky_lines_reach_the_browser_exactly() {
     }
     let end = events.last().unwrap();
     assert_eq!(end.event, "done");
-    assert_eq!(end.data, format!("{{\"n\":{}}}", lines.len() + 1));
+    // A bare [DONE] written by another writer: how the log ended is unknown.
+    assert_eq!(end.data, format!("{{\"n\":{},\"outcome\":null,\"exit_code\":null}}", lines.len() + 1));
 }
 
 #[tokio::test]

@@ -85,19 +85,21 @@ describe('index page', () => {
   it('looks right (docs/index.png)', async () => {
     const shot = await Service.start('index-shot');
     try {
+      // How each ended: a succeeded, a failed (exit 101), a cancelled, a bare [DONE], and three live.
       const logs = [
-        ['deploy', 'web-1041', 212, true], ['build', 'api#5120', 1834, true], ['ci', 'lint-5121', 96, true],
-        ['deploy', 'worker-1042', 64, true], ['build', 'web#5122', 2410, false], ['ci', 'test-5122', 731, false],
-        ['deploy', 'web-1043', 18, false],
+        ['deploy', 'web-1041', 212, true, 'succeeded', 0], ['build', 'api#5120', 1834, true, 'failed', 101],
+        ['ci', 'lint-5121', 96, true, 'cancelled', 130], ['deploy', 'worker-1042', 64, true],
+        ['build', 'web#5122', 2410, false], ['ci', 'test-5122', 731, false], ['deploy', 'web-1043', 18, false],
       ];
-      for (const [type, id, n, done] of logs) {
-        await shot.append(type, id, Array.from({ length: n }, (_, k) => `line ${k + 1}`), { done });
+      for (const [type, id, n, done, outcome, exitCode] of logs) {
+        await shot.append(type, id, Array.from({ length: n }, (_, k) => `line ${k + 1}`), { done, outcome, exitCode });
       }
       const { page, context } = await openPage(env.browser, { width: 1100, height: 420 });
       await page.goto(shot.url('/'));
       // Growth is announced at most once a second: wait for the whole counts.
       await waitRow(page, 'build', 'web#5122', { lines: '2,410 lines' });
       await waitRow(page, 'deploy', 'web-1043', { lines: '18 lines' });
+      await waitRow(page, 'build', 'api#5120', { state: 'failed · exit 101' });
       assert.deepEqual((await rows(page)).map((r) => r.id), logs.map(([, id]) => id).reverse());
       await page.keyboard.press('ArrowDown');
       await page.keyboard.press('ArrowDown');

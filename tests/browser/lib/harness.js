@@ -129,12 +129,15 @@ export class Service {
     return this.url(`/logs/${encodeURIComponent(type)}/${encodeURIComponent(id)}${rest}`);
   }
 
-  /** Appends through the service: an array of lines (JSON body), optionally ending the log. */
-  async append(type, id, lines, { done = false } = {}) {
+  /**
+   * Appends through the service: an array of lines (JSON body), optionally ending the log, and
+   * then saying how (`outcome`, `exitCode`).
+   */
+  async append(type, id, lines, { done = false, outcome, exitCode } = {}) {
     const res = await fetch(this.logUrl(type, id), {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ lines, done }),
+      body: JSON.stringify({ lines, done, outcome, exit_code: exitCode }),
     });
     const body = await res.json();
     if (res.status !== 201) throw new Error(`append answered ${res.status}: ${JSON.stringify(body)}`);
