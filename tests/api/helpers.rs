@@ -312,6 +312,17 @@ pub fn split_retry(body: &str) -> (u64, &str) {
     (ms, rest)
 }
 
+/// Every document of a log type, in `_id` order (the order lines are served in).
+pub async fn stored_documents(logs: &Collection<Document>, log_type: &str) -> Vec<Document> {
+    let cursor = logs.find(doc! { "type": log_type }).sort(doc! { "_id": 1 }).await.expect("find");
+    futures_util::TryStreamExt::try_collect(cursor).await.expect("read the documents")
+}
+
+/// The log collection of a test database made outside `spawn_app` (tests that run the binary).
+pub async fn log_collection(database: &str) -> Collection<Document> {
+    Client::with_uri_str(mongodb_uri()).await.expect("test client").database(database).collection("sse_logs")
+}
+
 /// Drops a test database made outside `spawn_app` (for tests that run the binary).
 pub async fn drop_database(database: &str) {
     let client = Client::with_uri_str(mongodb_uri()).await.expect("test client");

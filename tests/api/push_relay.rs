@@ -4,13 +4,11 @@
 
 use std::process::Stdio;
 
-use bson::{doc, Document};
-use futures_util::TryStreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::helpers::{spawn_app, sse_logs, PATIENCE};
+use crate::helpers::{spawn_app, sse_logs, stored_documents, PATIENCE};
 
 /// One POST that went through the relay.
 #[derive(Debug)]
@@ -174,15 +172,7 @@ async fn push_stores_every_line_once_when_the_answers_to_stored_batches_never_ar
         withheld.iter().any(|p| p.body.contains("\"done\":true")),
         "the last batch's answer was among them"
     );
-    let stored: Vec<Document> = app
-        .logs
-        .find(doc! { "type": "relay" })
-        .sort(doc! { "_id": 1 })
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let stored = stored_documents(&app.logs, "relay").await;
     let got: Vec<&str> = stored.iter().map(|d| d.get_str("log").unwrap()).collect();
     let mut want: Vec<&str> = input.iter().map(String::as_str).collect();
     want.push("[DONE]");

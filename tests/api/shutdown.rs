@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use bson::doc;
 
 use crate::helpers::{
-    drop_database, mongodb_uri, spawn_app, spawn_app_with, take_data, Item, ServeProcess, SseClient, PATIENCE,
+    drop_database, log_collection, mongodb_uri, spawn_app, spawn_app_with, take_data, Item, ServeProcess,
+    SseClient, PATIENCE,
 };
 
 #[tokio::test]
@@ -44,11 +45,7 @@ async fn shutdown_finishes_open_streams_and_a_replica_continues_from_last_event_
 async fn sigterm_and_sigint_end_every_open_stream_cleanly_and_the_binary_exits_zero_without_cutting_any() {
     for signal in ["-TERM", "-INT"] {
         let database = format!("test_{}", uuid::Uuid::new_v4().simple());
-        let logs = mongodb::Client::with_uri_str(mongodb_uri())
-            .await
-            .unwrap()
-            .database(&database)
-            .collection::<bson::Document>("sse_logs");
+        let logs = log_collection(&database).await;
         let mut service = ServeProcess::new(mongodb_uri(), database.clone());
         service.start().await;
         service.wait_ready().await;
@@ -117,11 +114,7 @@ async fn one_exit(database: &str) -> (std::process::ExitStatus, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_exits_under_open_cursors_are_all_clean() {
     let database = format!("test_{}", uuid::Uuid::new_v4().simple());
-    let logs = mongodb::Client::with_uri_str(mongodb_uri())
-        .await
-        .unwrap()
-        .database(&database)
-        .collection::<bson::Document>("sse_logs");
+    let logs = log_collection(&database).await;
     let lines: Vec<bson::Document> =
         (0..20_000).map(|n| doc! { "type": "big", "id": 1_i64, "log": format!("line {n}") }).collect();
     logs.insert_many(lines).await.unwrap();

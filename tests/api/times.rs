@@ -5,10 +5,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bson::doc;
-use futures_util::TryStreamExt;
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, sse_logs};
+use crate::helpers::{spawn_app, sse_logs, stored_documents};
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
@@ -24,15 +23,7 @@ async fn every_route_gives_a_line_the_same_time_stored_or_taken_from_its_object_
     let after = now_ms();
     app.write("t", 1_i64, &["straight into MongoDB", "[DONE]"]).await;
 
-    let stored: Vec<bson::Document> = app
-        .logs
-        .find(doc! { "type": "t" })
-        .sort(doc! { "_id": 1 })
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let stored = stored_documents(&app.logs, "t").await;
     let ts = stored[0].get_datetime("ts").expect("appends store ts").timestamp_millis() as u64;
     assert!((before..=after).contains(&ts), "ts {ts} within the request {before}..{after}");
     assert!(stored[1].get("ts").is_none());
@@ -87,16 +78,8 @@ fn t_of(event: &crate::helpers::Event) -> u64 {
 /// The times the lines of `log_type` should carry, in `_id` order: `ts` if stored, else the
 /// ObjectId's second.
 async fn stored_times(app: &crate::helpers::TestApp, log_type: &str) -> Vec<u64> {
-    let stored: Vec<bson::Document> = app
-        .logs
-        .find(doc! { "type": log_type })
-        .sort(doc! { "_id": 1 })
+    stored_documents(&app.logs, log_type)
         .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    stored
         .iter()
         .map(|d| match d.get_datetime("ts") {
             Ok(ts) => ts.timestamp_millis() as u64,

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use bson::oid::ObjectId;
 use bson::{doc, Document};
-use futures_util::TryStreamExt;
 use serde_json::Value;
 
-use crate::helpers::{drop_database, mongodb_uri, spawn_app, sse_logs, ServeProcess, PATIENCE};
+use crate::helpers::{
+    drop_database, log_collection, mongodb_uri, spawn_app, sse_logs, stored_documents, ServeProcess, PATIENCE,
+};
 
 /// ObjectIds as a driver in another process makes them: that process's own random bytes (here
 /// the largest there are, so a fresh id of the service never sorts after its lines within the
@@ -35,15 +36,11 @@ impl OtherProcess {
 }
 
 async fn stored_texts(logs: &mongodb::Collection<Document>, log_type: &str) -> Vec<(String, Option<i64>)> {
-    let documents: Vec<Document> = logs
-        .find(doc! { "type": log_type })
-        .sort(doc! { "_id": 1 })
+    stored_documents(logs, log_type)
         .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    documents.iter().map(|d| (d.get_str("log").unwrap().to_owned(), d.get_i64("n").ok())).collect()
+        .iter()
+        .map(|d| (d.get_str("log").unwrap().to_owned(), d.get_i64("n").ok()))
+        .collect()
 }
 
 fn position_of(texts: &[(String, Option<i64>)], text: &str) -> usize {
@@ -173,11 +170,7 @@ async fn two_serve_processes_appending_to_one_log_at_once_both_succeed_and_store
         (Ok(first), Ok(second)) => (first, second),
         failed => panic!("{failed:?}\n{}\n{}", replicas[0].log(), replicas[1].log()),
     };
-    let logs = mongodb::Client::with_uri_str(mongodb_uri())
-        .await
-        .unwrap()
-        .database(&database)
-        .collection("sse_logs");
+    let logs = log_collection(&database).await;
     let texts = stored_texts(&logs, "both").await;
     assert_eq!(texts.len(), 240, "{texts:?}");
     // Positions stored with the lines are the lines' places in `_id` order: each exactly once.
