@@ -72,17 +72,12 @@ impl Store {
             .chain(done.then(|| DONE.to_owned()))
             .collect();
         let (store, key) = (self.clone(), key.clone());
-        let task = tokio::spawn(async move {
+        super::run_detached(async move {
             let appended = store.append_in_turn(&key, &texts, end).await;
             drop(turn);
             appended
-        });
-        match task.await {
-            Ok(appended) => appended,
-            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-            // Cancelled: only when the runtime shuts down, and then nobody waits for the answer.
-            Err(_) => std::future::pending().await,
-        }
+        })
+        .await
     }
 
     async fn append_in_turn(&self, key: &LogKey, texts: &[String], end: Option<Ending>) -> Result<Appended> {

@@ -348,12 +348,17 @@ async fn run_to_end<T: Send + 'static>(
     slot: OwnedSemaphorePermit,
     call: impl std::future::Future<Output = T> + Send + 'static,
 ) -> T {
-    let task = tokio::spawn(async move {
+    run_detached(async move {
         let value = call.await;
         drop(slot);
         value
-    });
-    match task.await {
+    })
+    .await
+}
+
+/// Runs `call` in a task of its own, so it ends even if the caller goes away.
+async fn run_detached<T: Send + 'static>(call: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    match tokio::spawn(call).await {
         Ok(value) => value,
         Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
         // Cancelled: only when the runtime shuts down, and then nobody waits for the answer.
