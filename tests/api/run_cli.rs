@@ -7,7 +7,12 @@ use std::process::{Output, Stdio};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use crate::helpers::{spawn_app, sse_logs, TestApp, PATIENCE};
+use futures_util::StreamExt;
+
+use crate::helpers::{
+    drop_database, log_collection, mongodb_uri, spawn_app, sse_logs, stored_documents, ServeProcess, TestApp,
+    PATIENCE,
+};
 
 /// `sse-logs run` into log `ci/id`, for `command`, to completion.
 async fn run(app: &TestApp, id: &str, command: &[&str]) -> Output {
@@ -168,4 +173,42 @@ async fn ctrl_c_once_the_command_has_exited_stops_run_retrying_the_logs_end() {
         said.push(line);
     }
     assert!(said.iter().any(|l| l.contains("stopped before the log's end was written")), "{said:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_thousand_lines_of_a_command_are_stored_once_through_a_killed_and_restarted_service() {
+    let database = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let logs = log_collection(&database).await;
+    let mut service = ServeProcess::new(mongodb_uri(), database.clone());
+    service.start().await;
+    service.wait_ready().await;
+    let server = format!("http://127.0.0.1:{}", service.port);
+    // Opened first, so that the first batch stored is seen.
+    let mut inserts = logs.watch().await.expect("a change stream for the test");
+    let args = ["run", "--type", "ci", "--id", "big", "--server", &server, "--", "seq", "1", "50000"];
+    let run = sse_logs(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // SIGKILL just after a batch was stored, with more in flight: its answer may never arrive.
+    tokio::time::timeout(PATIENCE, inserts.next()).await.expect("a batch is stored").unwrap().unwrap();
+    service.signal("-KILL").await;
+    service.start().await;
+    let output = tokio::time::timeout(PATIENCE * 4, run.wait_with_output()).await.expect("run ends").unwrap();
+    assert!(output.status.success(), "run failed: {}", String::from_utf8_lossy(&output.stderr));
+
+    let stored = stored_documents(&logs, "ci").await;
+    let texts: Vec<&str> = stored.iter().map(|d| d.get_str("log").unwrap()).collect();
+    let want: Vec<String> = (1..=50_000).map(|n| n.to_string()).chain(["[DONE]".to_owned()]).collect();
+    if texts != want {
+        let first = texts.iter().zip(&want).position(|(g, w)| g != w).unwrap_or(texts.len().min(want.len()));
+        panic!(
+            "{} documents stored for {}; first difference at position {}",
+            texts.len(),
+            want.len(),
+            first + 1
+        );
+    }
+    let done = stored.last().unwrap();
+    assert_eq!(done.get_str("outcome").unwrap(), "succeeded");
+    assert_eq!(done.get_i64("exit_code").ok().or(done.get_i32("exit_code").ok().map(i64::from)), Some(0));
+    service.signal("-TERM").await;
+    drop_database(&database).await;
 }
