@@ -149,11 +149,15 @@ async fn ctrl_c_once_the_command_has_exited_stops_run_retrying_the_logs_end() {
         "-c",
         "echo ready; read x",
     ];
+    // Opened first: the stop below must come after the "ready" line was stored (else `run`
+    // could be retrying that batch, not the log's end, when Ctrl-C comes).
+    let mut inserts = app.logs.watch().await.expect("a change stream for the test");
     let mut child =
         sse_logs(&args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut ready = String::new();
     tokio::time::timeout(PATIENCE, out.read_line(&mut ready)).await.expect("the command started").unwrap();
+    tokio::time::timeout(PATIENCE, inserts.next()).await.expect("the first line is stored").unwrap().unwrap();
     app.stop().await;
     // The command ends (its input closes); `run` now retries writing the log's end, in vain.
     drop(child.stdin.take());
