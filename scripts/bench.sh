@@ -9,7 +9,7 @@
 #            --out FILE           also write the table there (default target/bench/results-MODE.md)
 #            --only GROUPS        some of many,h2mem,fanout,burst,replay,redact,idle,push,growth,index
 #                                 (comma-separated; index: start-up time of the index of logs at
-#                                 100k to 1M lines, about 10 minutes; --quick: 50k and 100k)
+#                                 100k to 1M lines, about 1.5 minutes; --quick: 50k and 100k)
 # The table ends with the targets checked on the run's own figures. Builds go to
 # $CARGO_TARGET_DIR (default target/).
 #

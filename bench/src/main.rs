@@ -350,7 +350,9 @@ fn finish(
     report: &Report,
 ) -> Result<(), String> {
     let mode = if args.quick { "quick" } else { "full" };
-    let runs = if plan.runs == 1 {
+    // The index group starts once per size, whatever the plan's repeats.
+    let index_only = !args.only.is_empty() && args.only.iter().all(|g| g == "index");
+    let runs = if plan.runs == 1 || index_only {
         "One run per figure".to_owned()
     } else {
         format!(
