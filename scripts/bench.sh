@@ -7,8 +7,9 @@
 #   scripts/bench.sh --quick      one run of each, smaller (about 2.5 minutes on 2 cores)
 #   options: --no-peers           sse-logs alone (skip the seed's Sanic view and Nchan)
 #            --out FILE           also write the table there (default target/bench/results-MODE.md)
-#            --only GROUPS        some of many,h2mem,fanout,burst,replay,redact,idle,push,growth
-#                                 (comma-separated)
+#            --only GROUPS        some of many,h2mem,fanout,burst,replay,redact,idle,push,growth,index
+#                                 (comma-separated; index: start-up time of the index of logs at
+#                                 100k to 1M lines, about 1.5 minutes; --quick: 50k and 100k)
 # The table ends with the targets checked on the run's own figures. Builds go to
 # $CARGO_TARGET_DIR (default target/).
 #
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
         --out) out="$2"; shift ;;
         --out=*) out="${1#--out=}" ;;
         --only) only=(--only "$2"); shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) log "unknown option $1"; exit 2 ;;
     esac
     shift
@@ -109,6 +110,7 @@ start_test_mongodb
 log "running the $mode suite; logs in $work"
 # In the background so that an interrupt reaches the tool, which stops what it started.
 "$tool" $quick --mongodb-uri "$SSE_LOGS_TEST_MONGODB_URI" --mongodb-pid "$TEST_MONGODB_PID" \
+    --mongodb-about "$(describe_test_mongodb "$SSE_LOGS_TEST_MONGODB_BIN"), --cache-size 256M" \
     --work-dir "$work" "${args[@]}" "${only[@]}" &
 tool_pid=$!
 trap 'kill -TERM "$tool_pid" 2>/dev/null; wait "$tool_pid"; exit 130' INT TERM

@@ -10,7 +10,7 @@
 //!     [--quick] [--mongodb-pid PID] [--seed-python PY --seed-script bench/peers/seed_sanic.py] \
 //!     [--nginx /usr/sbin/nginx --nchan-conf bench/peers/nchan.conf --nchan-module SO] \
 //!     [--seed-unavailable WHY] [--nchan-unavailable WHY] [--work-dir DIR] [--out FILE] \
-//!     [--only many,h2mem,fanout,burst,replay,redact,idle,push,growth] [--connect-concurrency N]
+//!     [--only many,h2mem,fanout,burst,replay,redact,idle,push,growth,index] [--connect-concurrency N]
 //! ```
 //!
 //! The MongoDB server should be one started for the run: the suite writes into database
@@ -23,6 +23,7 @@ mod procs;
 mod report;
 mod scenarios;
 mod sections;
+mod startup;
 mod systems;
 
 use std::path::PathBuf;
@@ -50,6 +51,9 @@ struct Args {
     /// The short run (fewer viewers, lines and shorter windows).
     #[arg(long)]
     quick: bool,
+    /// Which MongoDB server that is (name, version, cache size), for the report.
+    #[arg(long, value_name = "TEXT")]
+    mongodb_about: Option<String>,
     /// MongoDB's process, to add its CPU time to the figures.
     #[arg(long, value_name = "PID")]
     mongodb_pid: Option<u32>,
@@ -85,7 +89,7 @@ struct Args {
         long,
         value_name = "GROUPS",
         value_delimiter = ',',
-        value_parser = ["many", "h2mem", "fanout", "burst", "replay", "redact", "idle", "push", "growth"]
+        value_parser = ["many", "h2mem", "fanout", "burst", "replay", "redact", "idle", "push", "growth", "index"]
     )]
     only: Vec<String>,
     /// How many viewers connect at the same time.
@@ -123,6 +127,8 @@ struct Plan {
     burst_long_lines: usize,
     burst_before: Duration,
     burst_window: Duration,
+    /// Index at start: lines of each collection (in lines/100 logs) a fresh sse-logs starts on.
+    index_lines: Vec<usize>,
 }
 
 impl Plan {
@@ -147,6 +153,7 @@ impl Plan {
                 burst_long_lines: 20_000,
                 burst_before: Duration::from_secs(1),
                 burst_window: Duration::from_secs(5),
+                index_lines: vec![50_000, 100_000],
             }
         } else {
             Self {
@@ -168,6 +175,7 @@ impl Plan {
                 burst_long_lines: 20_000,
                 burst_before: Duration::from_secs(2),
                 burst_window: Duration::from_secs(10),
+                index_lines: vec![100_000, 250_000, 500_000, 1_000_000],
             }
         }
     }
@@ -238,6 +246,13 @@ async fn run(args: Args) -> Result<(), String> {
     }
     if wanted("h2mem") {
         sections::many(&ctx, &plan, launch, true, &mut report).await;
+    }
+    // 7: the index of logs built at start, each size in a fresh process and database.
+    if wanted("index") {
+        startup::index(&ctx, &plan.index_lines, launch, &mut report).await;
+    }
+    if args.only.iter().all(|g| g == "index") && !args.only.is_empty() {
+        return finish(&args, &plan, begun, &load_before, &report);
     }
 
     say("starting sse-logs");
@@ -323,8 +338,21 @@ async fn run(args: Args) -> Result<(), String> {
     drop(sse);
     drop(seed);
     drop(nchan);
+    finish(&args, &plan, begun, &load_before, &report)
+}
+
+/// Prints the table (and writes it to `--out`), with the machine, the load and the command.
+fn finish(
+    args: &Args,
+    plan: &Plan,
+    begun: std::time::Instant,
+    load_before: &str,
+    report: &Report,
+) -> Result<(), String> {
     let mode = if args.quick { "quick" } else { "full" };
-    let runs = if plan.runs == 1 {
+    // The index group starts once per size, whatever the plan's repeats.
+    let index_only = !args.only.is_empty() && args.only.iter().all(|g| g == "index");
+    let runs = if plan.runs == 1 || index_only {
         "One run per figure".to_owned()
     } else {
         format!(
@@ -335,8 +363,20 @@ async fn run(args: Args) -> Result<(), String> {
             if plan.seed_runs == 1 { "one run".to_owned() } else { format!("{} runs", plan.seed_runs) }
         )
     };
+    let command: Vec<String> =
+        std::env::args().map(|a| if a.contains(' ') { format!("'{a}'") } else { a }).collect();
+    let script = format!(
+        "scripts/bench.sh{}{}",
+        if args.quick { " --quick" } else { "" },
+        if args.only.is_empty() { String::new() } else { format!(" --only {}", args.only.join(",")) }
+    );
     let preamble = [
         format!("Machine: {}", procs::machine()),
+        format!(
+            "MongoDB: {}. Reproduce with `{script}` (this tool ran as `{}`).",
+            args.mongodb_about.as_deref().unwrap_or("the server at --mongodb-uri"),
+            command.join(" ")
+        ),
         format!(
             "{runs}. Took {:.1} min; load average (1, 5, 15 min) {} at the start, {} at the end.",
             begun.elapsed().as_secs_f64() / 60.0,
@@ -344,7 +384,7 @@ async fn run(args: Args) -> Result<(), String> {
             procs::load_average()
         ),
     ];
-    let text = report::render(&format!("Results ({mode} run)"), &preamble, &report);
+    let text = report::render(&format!("Results ({mode} run)"), &preamble, report);
     println!("{text}");
     if let Some(out) = &args.out {
         std::fs::write(out, &text).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -381,6 +421,7 @@ mod tests {
         assert_eq!(args.bin, PathBuf::from("sse-logs"));
         assert!(!args.quick);
         assert_eq!(args.mongodb_pid, None);
+        assert_eq!(args.mongodb_about, None);
         assert_eq!(args.seed_script, PathBuf::from("bench/peers/seed_sanic.py"));
         assert_eq!(args.nchan_conf, PathBuf::from("bench/peers/nchan.conf"));
         assert_eq!(args.nchan_module, PathBuf::from("/usr/lib/nginx/modules/ngx_nchan_module.so"));
@@ -395,6 +436,8 @@ mod tests {
             "--quick",
             "--mongodb-pid",
             "42",
+            "--mongodb-about",
+            "SecantusDB, --cache-size 256M",
             "--seed-python",
             "py",
             "--seed-script",
@@ -414,13 +457,14 @@ mod tests {
             "--out",
             "o.md",
             "--only",
-            "fanout,replay,growth,h2mem,burst,redact",
+            "fanout,replay,growth,h2mem,burst,redact,index",
             "--connect-concurrency",
             "8",
         ];
         let args = Args::try_parse_from(REQUIRED.into_iter().chain(more)).unwrap();
         assert!(args.quick);
         assert_eq!(args.mongodb_pid, Some(42));
+        assert_eq!(args.mongodb_about.as_deref(), Some("SecantusDB, --cache-size 256M"));
         assert_eq!(args.seed_python, Some(PathBuf::from("py")));
         assert_eq!(args.seed_script, PathBuf::from("seed.py"));
         assert_eq!(args.seed_unavailable.as_deref(), Some("no python"));
@@ -430,7 +474,7 @@ mod tests {
         assert_eq!(args.nchan_unavailable.as_deref(), Some("no nginx"));
         assert_eq!(args.work, PathBuf::from("w"));
         assert_eq!(args.out, Some(PathBuf::from("o.md")));
-        assert_eq!(args.only, ["fanout", "replay", "growth", "h2mem", "burst", "redact"]);
+        assert_eq!(args.only, ["fanout", "replay", "growth", "h2mem", "burst", "redact", "index"]);
         assert_eq!(args.connect_concurrency, 8);
     }
 

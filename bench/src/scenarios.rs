@@ -750,7 +750,7 @@ pub async fn growth(ctx: &Ctx, sse: &SseLogs, requests: usize, others: usize) ->
 }
 
 /// The number after `"key":` in a flat JSON object.
-fn json_u64(text: &str, key: &str) -> Option<u64> {
+pub fn json_u64(text: &str, key: &str) -> Option<u64> {
     let at = text.find(&format!("\"{key}\":"))? + key.len() + 3;
     let digits: String = text[at..].trim_start().chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
