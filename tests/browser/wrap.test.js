@@ -25,10 +25,19 @@ function boxes(page) {
 }
 const frame = (page) => page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
 
-/** The rows in the DOM are consecutive lines and cover the whole visible part of the log. */
+/**
+ * The rows in the DOM are consecutive lines and cover the whole visible part of the log: down to
+ * the viewport's bottom, or to the end mark under the last line of an ended log where it shows.
+ */
 async function assertCovered(page, what) {
   const rows = await boxes(page);
-  const height = await page.$eval('#viewport', (vp) => vp.clientHeight);
+  const height = await page.evaluate(() => {
+    const vp = document.getElementById('viewport');
+    const mark = document.getElementById('endmark');
+    if (!mark || mark.hidden) return vp.clientHeight;
+    const top = mark.getBoundingClientRect().top - vp.getBoundingClientRect().top;
+    return Math.min(vp.clientHeight, top - parseFloat(getComputedStyle(mark).marginTop));
+  });
   assert.ok(rows.length > 0, what);
   for (let k = 1; k < rows.length; k++) {
     assert.equal(rows[k].n, rows[k - 1].n + 1, `${what}: consecutive lines`);
