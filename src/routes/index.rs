@@ -39,7 +39,7 @@ pub(super) struct ListParams {
 
 impl ListParams {
     fn parse(query: &Query) -> Result<Self, ApiError> {
-        let state = match query.get("state") {
+        let state = match query.single("state")? {
             None | Some("all") => StateFilter::All,
             Some("live") => StateFilter::Live,
             Some("ended") => StateFilter::Ended,
@@ -58,7 +58,7 @@ impl ListParams {
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_LIMIT}")));
         }
-        let before = match query.get("before") {
+        let before = match query.single("before")? {
             None | Some("") => None,
             Some(text) => Some(
                 decode_cursor(text)
@@ -66,9 +66,9 @@ impl ListParams {
             ),
         };
         let filter = Filter {
-            log_type: query.get("type").filter(|t| !t.is_empty()).map(str::to_owned),
+            log_type: query.single("type")?.filter(|t| !t.is_empty()).map(str::to_owned),
             state,
-            q: query.get("q").filter(|q| !q.is_empty()).map(str::to_lowercase),
+            q: query.single("q")?.filter(|q| !q.is_empty()).map(str::to_lowercase),
         };
         Ok(Self { filter, limit: usize::try_from(limit).unwrap_or(usize::MAX), before })
     }

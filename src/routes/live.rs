@@ -49,7 +49,7 @@ async fn open_log(log_type: Segment, id: Segment, request: Incoming) -> Result<R
     let query = request.query()?;
     let from = query.count("from")?.unwrap_or(0);
     let times = query.flag("times")?;
-    let format = match query.get("format") {
+    let format = match query.single("format")? {
         None | Some("text") if times => {
             return Err(ApiError::invalid("times", "needs `format=batch` (`json` events always carry `t`)"));
         }

@@ -26,11 +26,7 @@ pub fn raw(state: SharedState) -> impl Filter<Extract = (Response,), Error = war
 
 async fn open_raw(log_type: Segment, id: Segment, request: Incoming) -> Result<Response, ApiError> {
     let query = request.query()?;
-    let follow = match query.get("follow") {
-        None | Some("" | "0" | "false") => false,
-        Some("1" | "true") => true,
-        Some(_) => return Err(ApiError::invalid("follow", "must be `1` or `0`")),
-    };
+    let follow = query.flag("follow")?;
     let key = params::log_key(log_type.0, id.0)?;
     request.authorize(&query, &key, Action::Read).await?;
     let state = &request.state;

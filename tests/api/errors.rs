@@ -37,6 +37,30 @@ async fn positions_must_be_non_negative_integers() {
 }
 
 #[tokio::test]
+async fn a_key_that_takes_one_value_given_twice_is_a_400_never_the_first_or_the_last() {
+    let app = spawn_app().await;
+    app.write("twice", 1_i64, &["a", "[DONE]"]).await;
+    let paths = [
+        "/api/v1/logs/twice/1/stream?format=json&format=text",
+        "/api/v1/logs/twice/1/stream?from=0&from=1",
+        "/api/v1/sse/logs/?type=twice&id=1&num=0&num=1",
+        "/api/v1/sse/logs/?type=twice&type=other&id=1",
+        "/api/v1/logs/twice/1?limit=5&limit=6",
+        "/api/v1/logs/twice/1?times=1&times=0",
+        "/api/v1/logs/twice/1/raw?follow=0&follow=1",
+        "/api/v1/logs?state=live&state=ended",
+        "/api/v1/logs?type=twice&type=other",
+        "/api/v1/logs?q=1&q=2",
+        "/api/v1/logs/events?type=twice&type=other",
+    ];
+    for path in paths {
+        let response = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{path}");
+        assert_error(response, 400, "invalid_parameter").await;
+    }
+}
+
+#[tokio::test]
 async fn a_bad_last_event_id_is_a_400() {
     let app = spawn_app().await;
     for value in ["x", "-1", "1.0"] {
