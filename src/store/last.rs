@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 use bson::oid::ObjectId;
 use bson::{doc, Bson, Document};
@@ -109,11 +110,10 @@ impl Store {
     /// Whether a line without a stored position sorts just before `oid` (within its second and
     /// the one before): another process wrote the log after the line at `oid` was stored.
     async fn written_before_by_another(&self, key: &LogKey, oid: ObjectId) -> Result<bool> {
-        let seconds = u32::from_be_bytes(oid.bytes()[..4].try_into().expect("4 bytes"));
-        let mut since = [0_u8; 12];
-        since[..4].copy_from_slice(&seconds.saturating_sub(1).to_be_bytes());
+        let made = SystemTime::from(oid.timestamp());
+        let since = super::oid_at(made.checked_sub(Duration::from_secs(1)).unwrap_or(SystemTime::UNIX_EPOCH));
         for mut filter in key.exact_filters() {
-            filter.insert("_id", doc! { "$gte": ObjectId::from_bytes(since), "$lt": oid });
+            filter.insert("_id", doc! { "$gte": since, "$lt": oid });
             filter.insert("n", doc! { "$exists": false });
             let find = |logs: Collection<Document>| async move {
                 logs.find_one(filter).projection(doc! { "_id": 1 }).await
