@@ -312,6 +312,28 @@ pub fn split_retry(body: &str) -> (u64, &str) {
     (ms, rest)
 }
 
+/// Fails unless `got` is exactly `want`, naming the counts and the first position where they
+/// differ (a log of 50,000 lines is too long to print whole). `what` says whose lines they are.
+pub fn assert_same_lines<G: AsRef<str> + std::fmt::Debug, W: AsRef<str> + std::fmt::Debug>(
+    what: &str,
+    got: &[G],
+    want: &[W],
+) {
+    let differ = |(g, w): (&G, &W)| g.as_ref() != w.as_ref();
+    if got.len() == want.len() && !got.iter().zip(want).any(differ) {
+        return;
+    }
+    let first = got.iter().zip(want).position(differ).unwrap_or(got.len().min(want.len()));
+    panic!(
+        "{what}: {} documents stored for {} expected; first difference at position {}: {:?} vs {:?}",
+        got.len(),
+        want.len(),
+        first + 1,
+        got.get(first),
+        want.get(first)
+    );
+}
+
 /// Every document of a log type, in `_id` order (the order lines are served in).
 pub async fn stored_documents(logs: &Collection<Document>, log_type: &str) -> Vec<Document> {
     let cursor = logs.find(doc! { "type": log_type }).sort(doc! { "_id": 1 }).await.expect("find");

@@ -12,7 +12,7 @@ use mongodb::{Client, Collection};
 use tokio::io::AsyncWriteExt;
 use tokio::process::ChildStdin;
 
-use crate::helpers::{sse_logs, ServeProcess, PATIENCE};
+use crate::helpers::{assert_same_lines, sse_logs, ServeProcess, PATIENCE};
 use crate::mongo_server::MongoServer;
 
 const LINES: usize = 30_000;
@@ -104,18 +104,7 @@ async fn two_pushes_store_every_line_once_through_a_killed_stopped_service_and_a
         let got = stored(&logs, log + 1).await;
         let mut want = expected.clone();
         want.push("[DONE]".to_owned());
-        if got != want {
-            let first = got.iter().zip(&want).position(|(g, w)| g != w).unwrap_or(got.len().min(want.len()));
-            panic!(
-                "log {}: {} documents stored for {} expected; first difference at position {}: {:?} vs {:?}",
-                log + 1,
-                got.len(),
-                want.len(),
-                first + 1,
-                got.get(first),
-                want.get(first)
-            );
-        }
+        assert_same_lines(&format!("log {}", log + 1), &got, &want);
     }
     service.signal("-TERM").await;
 }

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::helpers::{spawn_app, sse_logs, stored_documents, PATIENCE};
+use crate::helpers::{assert_same_lines, spawn_app, sse_logs, stored_documents, PATIENCE};
 
 /// One POST that went through the relay.
 #[derive(Debug)]
@@ -176,15 +176,5 @@ async fn push_stores_every_line_once_when_the_answers_to_stored_batches_never_ar
     let got: Vec<&str> = stored.iter().map(|d| d.get_str("log").unwrap()).collect();
     let mut want: Vec<&str> = input.iter().map(String::as_str).collect();
     want.push("[DONE]");
-    if got != want {
-        let first = got.iter().zip(&want).position(|(g, w)| g != w).unwrap_or(got.len().min(want.len()));
-        panic!(
-            "{} documents stored for {} sent; first difference at position {}: {:?} vs {:?}; push said: {stderr}",
-            got.len(),
-            want.len(),
-            first + 1,
-            got.get(first),
-            want.get(first)
-        );
-    }
+    assert_same_lines(&format!("the relayed log (push said: {stderr})"), &got, &want);
 }

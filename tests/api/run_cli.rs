@@ -10,8 +10,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use futures_util::StreamExt;
 
 use crate::helpers::{
-    drop_database, log_collection, mongodb_uri, spawn_app, sse_logs, stored_documents, ServeProcess, TestApp,
-    PATIENCE,
+    assert_same_lines, drop_database, log_collection, mongodb_uri, spawn_app, sse_logs, stored_documents,
+    ServeProcess, TestApp, PATIENCE,
 };
 
 /// `sse-logs run` into log `ci/id`, for `command`, to completion.
@@ -201,15 +201,7 @@ async fn fifty_thousand_lines_of_a_command_are_stored_once_through_a_killed_and_
     let stored = stored_documents(&logs, "ci").await;
     let texts: Vec<&str> = stored.iter().map(|d| d.get_str("log").unwrap()).collect();
     let want: Vec<String> = (1..=50_000).map(|n| n.to_string()).chain(["[DONE]".to_owned()]).collect();
-    if texts != want {
-        let first = texts.iter().zip(&want).position(|(g, w)| g != w).unwrap_or(texts.len().min(want.len()));
-        panic!(
-            "{} documents stored for {}; first difference at position {}",
-            texts.len(),
-            want.len(),
-            first + 1
-        );
-    }
+    assert_same_lines("the command's log", &texts, &want);
     let done = stored.last().unwrap();
     assert_eq!(done.get_str("outcome").unwrap(), "succeeded");
     assert_eq!(done.get_i64("exit_code").ok().or(done.get_i32("exit_code").ok().map(i64::from)), Some(0));
