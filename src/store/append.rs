@@ -99,7 +99,7 @@ impl Store {
                 logs.insert_many(documents).ordered(true).await.map(drop)
             };
             let Err(err) = self.query(insert).await else {
-                self.last_lines.remember(key, Some(newest));
+                self.last_lines.remember_appended(key, last, newest);
                 return Ok(Appended::Next(newest.position));
             };
             // Some of the batch may be stored: look the log up again.

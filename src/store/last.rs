@@ -13,8 +13,14 @@
 //! stored position is trusted only when no line without one was stored in the second before
 //! it; otherwise the log is "shared": its positions are counted, and appends to it store none
 //! (a line without a position makes every later lookup count, in every process, after restarts).
+//!
+//! Asking MongoDB that for every append would read every line of the last second (thousands
+//! while a log is written fast). The change stream hears every insert, so a last line checked
+//! once stays trusted for as long as the stream has run without a gap since the check, and
+//! until it hears a line without a position in that log (which forgets the log here).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -41,35 +47,142 @@ pub(crate) struct Last {
     pub shared: bool,
 }
 
-#[derive(Debug, Default)]
-pub(super) struct LastLines(Mutex<HashMap<LogKey, Last>>);
+/// The last lines remembered, each with the hearing in which it was checked (0: not checked).
+#[derive(Debug)]
+pub(super) struct LastLines {
+    lines: Mutex<HashMap<LogKey, (Last, u64)>>,
+    /// The change stream's current hearing: a number that changes whenever it may have missed
+    /// an insert (opened, failed, closed); 0 while none runs.
+    hearing: AtomicU64,
+    hearings: AtomicU64,
+    /// Lines heard without a position, counted per bucket of logs: a check of a log that saw
+    /// its bucket move may have missed one (a bucket shared with another log only costs a check).
+    unpositioned: [AtomicU64; BUCKETS],
+}
+
+const BUCKETS: usize = 256;
+
+/// What was heard when a check started.
+#[derive(Debug, Clone, Copy)]
+struct Heard {
+    hearing: u64,
+    unpositioned: u64,
+}
+
+fn bucket(key: &LogKey) -> usize {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
+    usize::try_from(hash % BUCKETS as u64).unwrap_or(0)
+}
 
 impl LastLines {
-    fn get(&self, key: &LogKey) -> Option<Last> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(key).copied()
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LogKey, (Last, u64)>> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, key: &LogKey) -> Option<(Last, u64)> {
+        self.lock().get(key).copied()
+    }
+
+    fn heard(&self, key: &LogKey) -> Heard {
+        Heard {
+            hearing: self.hearing.load(Ordering::Acquire),
+            unpositioned: self.unpositioned[bucket(key)].load(Ordering::Acquire),
+        }
     }
 
     pub(super) fn remember(&self, key: &LogKey, last: Option<Last>) {
-        let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lines = self.lock();
+        match last {
+            Some(last) => insert(&mut lines, key, last, 0),
+            None => {
+                lines.remove(key);
+            }
+        }
+    }
+
+    /// Remembers `last`, checked for other writers' lines by a check that started at `since`:
+    /// trusted later only if the stream heard every insert since, none of them unpositioned.
+    fn remember_checked(&self, key: &LogKey, last: Option<Last>, since: Heard) {
+        let mut lines = self.lock();
         let Some(last) = last else {
             lines.remove(key);
             return;
         };
-        if lines.len() >= REMEMBERED && !lines.contains_key(key) {
-            // Any entry will do: forgetting one only costs its log one full lookup later.
-            if let Some(evicted) = lines.keys().next().cloned() {
-                lines.remove(&evicted);
-            }
-        }
-        lines.insert(key.clone(), last);
+        let now = self.heard(key);
+        let checked = if now.hearing == since.hearing && now.unpositioned == since.unpositioned {
+            since.hearing
+        } else {
+            0
+        };
+        insert(&mut lines, key, last, checked);
     }
+
+    /// Remembers the last line an append stored after `before`: still checked if `before` was
+    /// and is still remembered (hearing a line without a position forgets the log).
+    pub(super) fn remember_appended(&self, key: &LogKey, before: Option<Last>, appended: Last) {
+        let mut lines = self.lock();
+        let checked = match (lines.get(key), before) {
+            (Some((known, checked)), Some(before)) if known.oid == before.oid && self.trusted(*checked) => {
+                *checked
+            }
+            _ => 0,
+        };
+        insert(&mut lines, key, appended, checked);
+    }
+
+    /// The change stream (re)opened: what it hears from now on is every insert.
+    pub(super) fn hearing_started(&self) {
+        let hearing = self.hearings.fetch_add(1, Ordering::AcqRel) + 1;
+        self.hearing.store(hearing, Ordering::Release);
+    }
+
+    /// The change stream stopped or failed: inserts may go unheard until it runs again.
+    pub(super) fn hearing_stopped(&self) {
+        self.hearing.store(0, Ordering::Release);
+    }
+
+    /// The change stream heard a line stored without a position: another process writes this log.
+    pub(super) fn heard_unpositioned(&self, key: &LogKey) {
+        let mut lines = self.lock();
+        self.unpositioned[bucket(key)].fetch_add(1, Ordering::AcqRel);
+        lines.remove(key);
+    }
+
+    fn trusted(&self, checked: u64) -> bool {
+        checked != 0 && checked == self.hearing.load(Ordering::Acquire)
+    }
+}
+
+impl Default for LastLines {
+    fn default() -> Self {
+        Self {
+            lines: Mutex::default(),
+            hearing: AtomicU64::new(0),
+            hearings: AtomicU64::new(0),
+            unpositioned: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+fn insert(lines: &mut HashMap<LogKey, (Last, u64)>, key: &LogKey, last: Last, checked: u64) {
+    if lines.len() >= REMEMBERED && !lines.contains_key(key) {
+        // Any entry will do: forgetting one only costs its log one full lookup later.
+        if let Some(evicted) = lines.keys().next().cloned() {
+            lines.remove(&evicted);
+        }
+    }
+    lines.insert(key.clone(), (last, checked));
 }
 
 impl Store {
     /// The log's last line (`None` for an empty log): from what is remembered plus the lines
     /// stored after it, else by one lookup (and a count when that line has no stored position).
     pub(crate) async fn last(&self, key: &LogKey) -> Result<Option<Last>> {
-        let known = self.last_lines.get(key).filter(|known| !known.shared);
+        // Taken before asking: an insert the stream misses after this is then not trusted away.
+        let heard = self.last_lines.heard(key);
+        let remembered = self.last_lines.get(key).filter(|(known, _)| !known.shared);
+        let known = remembered.map(|(known, _)| known);
         let mut newest: Option<Document> = None;
         for mut filter in key.exact_filters() {
             if let Some(known) = known {
@@ -97,13 +210,19 @@ impl Store {
             (Some(document), _) => self.resolve(key, &document).await?,
             (None, None) => None,
         };
+        let still_checked = remembered
+            .filter(|(known, checked)| {
+                Some(known.oid) == last.map(|last| last.oid) && self.last_lines.trusted(*checked)
+            })
+            .is_some();
         let last = match last {
+            Some(last) if still_checked => Some(last),
             Some(last) if !last.shared && self.written_before_by_another(key, last.oid).await? => {
                 Some(Last { position: self.count(key).await?, shared: true, ..last })
             }
             last => last,
         };
-        self.last_lines.remember(key, last);
+        self.last_lines.remember_checked(key, last, heard);
         Ok(last)
     }
 

@@ -234,7 +234,7 @@ impl Store {
     pub async fn watch_inserts(&self, token: Option<ResumeToken>) -> Result<Inserts> {
         let pipeline = [doc! { "$match": { "operationType": { "$in": ["insert", "invalidate"] } } }];
         let stream = self.watched.watch().pipeline(pipeline).resume_after(token).await?;
-        Ok(Inserts::new(stream, self.redact.clone()))
+        Ok(Inserts::new(stream, self.redact.clone(), self.last_lines.clone()))
     }
 
     /// Lines of the log from position `skip + 1` on, in `_id` order.

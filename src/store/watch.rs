@@ -8,6 +8,7 @@ use mongodb::change_stream::event::{ChangeStreamEvent, OperationType, ResumeToke
 use mongodb::change_stream::ChangeStream;
 use mongodb::error::Result;
 
+use super::last::LastLines;
 use crate::log::{LogKey, LogLine};
 use crate::redact::Redactor;
 
@@ -26,19 +27,38 @@ pub(crate) enum Change {
 pub(crate) struct Inserts {
     stream: ChangeStream<ChangeStreamEvent<Document>>,
     redact: Arc<Redactor>,
+    /// Told what other writers do, so that appends need not ask MongoDB (see `last.rs`).
+    last_lines: Arc<LastLines>,
 }
 
 impl Inserts {
-    pub(super) fn new(stream: ChangeStream<ChangeStreamEvent<Document>>, redact: Arc<Redactor>) -> Self {
-        Self { stream, redact }
+    pub(super) fn new(
+        stream: ChangeStream<ChangeStreamEvent<Document>>,
+        redact: Arc<Redactor>,
+        last_lines: Arc<LastLines>,
+    ) -> Self {
+        last_lines.hearing_started();
+        Self { stream, redact, last_lines }
     }
 
     /// The next change; `None` when the server answered with an empty batch (caught up).
     pub async fn next(&mut self) -> Result<Option<Change>> {
-        let Some(event) = self.stream.next_if_any().await? else { return Ok(None) };
+        let event = match self.stream.next_if_any().await {
+            Ok(Some(event)) => event,
+            Ok(None) => return Ok(None),
+            Err(err) => {
+                self.last_lines.hearing_stopped();
+                return Err(err);
+            }
+        };
         Ok(Some(match event.operation_type {
             OperationType::Insert => {
                 let committed = event.cluster_time.map(|at| UNIX_EPOCH + Duration::from_secs(at.time.into()));
+                if let Some(document) = event.full_document.as_ref().filter(|d| !d.contains_key("n")) {
+                    if let Some(key) = LogKey::of_document(document) {
+                        self.last_lines.heard_unpositioned(&key);
+                    }
+                }
                 let parsed = event
                     .full_document
                     .as_ref()
@@ -59,5 +79,11 @@ impl Inserts {
 
     pub fn resume_token(&self) -> Option<ResumeToken> {
         self.stream.resume_token()
+    }
+}
+
+impl Drop for Inserts {
+    fn drop(&mut self) {
+        self.last_lines.hearing_stopped();
     }
 }

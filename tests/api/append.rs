@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, spawn_app_with, stored_documents, take_data};
 
 #[tokio::test]
 async fn a_text_body_appends_one_line_per_newline_and_a_stream_sees_them() {
@@ -94,6 +94,39 @@ async fn positions_stay_exact_when_appends_and_other_writers_take_turns() {
     assert_eq!(done.status(), 204);
     let not_yet = app.get_stream(&app.stream_url("mix", "1", "from=7")).await.collect_to_end().await;
     assert_eq!(not_yet.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["[DONE]"]);
+}
+
+#[tokio::test]
+async fn another_writers_line_sorting_before_a_trusted_last_line_makes_the_next_append_count() {
+    let app = spawn_app().await;
+    let append = |body: &'static str| {
+        let request =
+            app.http.post(app.url("/api/v1/logs/early/1")).header("content-type", "text/plain").body(body);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 201);
+            response.json::<serde_json::Value>().await.unwrap()["next"].as_u64().unwrap()
+        }
+    };
+    // Three appends: the last line is checked for other writers once, then trusted.
+    assert_eq!(append("a\n").await, 1);
+    assert_eq!(append("b\n").await, 2);
+    assert_eq!(append("c\n").await, 3);
+    let mut viewer = app.get_stream(&app.stream_url("early", "1", "")).await;
+    assert_eq!(take_data(&mut viewer, 3).await, ["a", "b", "c"]);
+    // Another process's driver writes a line in the same second that sorts before "c".
+    let stored = stored_documents(&app.logs, "early").await;
+    let mut bytes = stored.last().unwrap().get_object_id("_id").unwrap().bytes();
+    bytes[4..].fill(0);
+    let early = bson::oid::ObjectId::from_bytes(bytes);
+    app.logs.insert_one(bson::doc! { "_id": early, "type": "early", "id": 1_i64, "log": "x" }).await.unwrap();
+    // Once the service has heard it (its viewer got it), the next append counts four lines before.
+    assert_eq!(take_data(&mut viewer, 1).await, ["x"]);
+    assert_eq!(append("d\n").await, 5);
+    let stored = stored_documents(&app.logs, "early").await;
+    let d = stored.last().unwrap();
+    assert_eq!(d.get_str("log").unwrap(), "d");
+    assert!(d.get("n").is_none(), "a log another process writes stores no positions: {d}");
 }
 
 #[tokio::test]
