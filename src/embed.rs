@@ -19,7 +19,7 @@ use crate::index::{self, Index};
 use crate::metrics::Metrics;
 use crate::redact::Redactor;
 use crate::routes::{AppState, SharedState};
-use crate::session::Sessions;
+use crate::service::Service;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, DEFAULT_POOL_SIZE};
 
@@ -118,12 +118,12 @@ impl LogStreams {
     /// True while the change stream runs and answers (MongoDB reachable, not stalled for longer
     /// than [`LogStreamsBuilder::stall_after`]): what `/readyz` reports.
     pub fn is_live(&self) -> bool {
-        self.state.sessions.not_ready().is_none()
+        self.state.service.not_ready().is_none()
     }
 
     /// Waits until the change stream is running (`true`) or has stopped (`false`).
     pub async fn wait_live(&self, live: bool) {
-        let mut watch = self.state.sessions.hub.watch_live();
+        let mut watch = self.state.service.hub.watch_live();
         // The hub outlives every `LogStreams`, so the channel cannot close under us.
         let _ = watch.wait_for(|now| *now == live).await;
     }
@@ -131,17 +131,17 @@ impl LogStreams {
     /// The figures of `/metrics`, in the Prometheus text format, to serve from the host's own
     /// metrics route.
     pub fn metrics(&self) -> String {
-        self.state.sessions.metrics_text()
+        self.state.service.metrics_text()
     }
 
     /// Applies the pending database migrations (the `{type, id, _id}` index); returns their names.
     pub async fn migrate(&self) -> mongodb::error::Result<Vec<&'static str>> {
-        crate::migrations::apply(&self.state.sessions.store).await
+        crate::migrations::apply(&self.state.service.store).await
     }
 
     /// Ends every open stream cleanly and stops the change stream.
     pub fn shutdown(&self) {
-        self.state.sessions.shutdown.trigger();
+        self.state.service.shutdown.trigger();
     }
 
     pub(crate) fn state(&self) -> &SharedState {
@@ -248,7 +248,7 @@ impl LogStreamsBuilder {
         let hub = Hub::new(self.metrics.clone(), index.clone());
         tokio::spawn(hub.clone().run(store.clone(), self.shutdown.clone()));
         tokio::spawn(index::run(index.clone(), store.clone(), self.shutdown.clone()));
-        let sessions = Sessions {
+        let service = Service {
             hub,
             store,
             metrics: self.metrics,
@@ -258,6 +258,6 @@ impl LogStreamsBuilder {
             stall_after: self.stall_after,
             index,
         };
-        LogStreams { state: AppState::new(sessions, self.access, self.allowed_origins, self.limits) }
+        LogStreams { state: AppState::new(service, self.access, self.allowed_origins, self.limits) }
     }
 }

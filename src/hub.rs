@@ -8,63 +8,24 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use bson::oid::ObjectId;
-use bytes::Bytes;
 use mongodb::change_stream::event::ResumeToken;
 use mongodb::error::ErrorKind;
 use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
+use crate::event::Live;
 use crate::index::{Index, Insert};
-use crate::log::{LogKey, LogLine};
+use crate::log::LogKey;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::sse::SHARED_FORMATS;
 use crate::store::{Change, Inserts, Store};
 
-/// What a subscriber receives: one inserted line, shared by all subscribers of its log.
-pub(crate) type Event = Arc<Live>;
-
-/// One inserted line as the hub hands it out, with its frames as the subscribers encode them.
-///
-/// A line's position is the same for every subscriber of its log, so its frame in a format is
-/// the same bytes for all of them: the first subscriber to need it encodes it, the others
-/// share it (with thousands of viewers of one log, one encoding instead of thousands).
-#[derive(Debug)]
-pub(crate) struct Live {
-    pub line: LogLine,
-    /// Per format (`Format::shared_slot`): the position the frame was encoded at, and the frame.
-    frames: [OnceLock<(u64, Bytes)>; SHARED_FORMATS],
-}
-
-impl Live {
-    pub fn new(line: LogLine) -> Self {
-        Self { line, frames: Default::default() }
-    }
-
-    /// This line's frame in format slot `slot` at position `n`: the one encoded already, or
-    /// `encode()`. A subscriber that counts another position (which would be a bug elsewhere)
-    /// still gets its own frame, never another's.
-    pub fn frame(&self, slot: usize, n: u64, encode: impl Fn() -> Bytes) -> Bytes {
-        let (at, frame) = self.frames[slot].get_or_init(|| (n, encode()));
-        if *at == n {
-            frame.clone()
-        } else {
-            encode()
-        }
-    }
-}
-
-impl std::ops::Deref for Live {
-    type Target = LogLine;
-
-    fn deref(&self) -> &LogLine {
-        &self.line
-    }
-}
+/// A subscriber's end of its queue of lines.
+type Queue = mpsc::Sender<Arc<Live>>;
 
 /// Events a subscriber may have queued before it is considered slow.
 const QUEUE_CAPACITY: usize = 1024;
@@ -94,13 +55,13 @@ struct State {
     /// Every event committed before this instant has been dispatched (or will be replayed from
     /// the resume token); a subscriber's de-duplication window starts from it.
     caught_up_at: SystemTime,
-    subscribers: HashMap<LogKey, Vec<(u64, mpsc::Sender<Event>)>>,
+    subscribers: HashMap<LogKey, Vec<(u64, Queue)>>,
 }
 
 /// A subscriber's queue, removed from the hub when dropped.
 #[derive(Debug)]
 pub(crate) struct Subscription {
-    pub events: mpsc::Receiver<Event>,
+    pub events: mpsc::Receiver<Arc<Live>>,
     /// Events committed before this instant may already be in a backlog read made now.
     pub horizon: SystemTime,
     hub: Hub,
@@ -177,7 +138,7 @@ impl Hub {
         self.lock().subscribers.contains_key(key)
     }
 
-    fn dispatch(&self, key: &LogKey, event: Event) {
+    fn dispatch(&self, key: &LogKey, event: Arc<Live>) {
         let mut state = self.lock();
         let Some(list) = state.subscribers.get_mut(key) else {
             return;

@@ -34,11 +34,15 @@
 //! `/logs/api/v1/logs/deploy/42/stream`. See `examples/embed_in_warp.rs` for a complete app.
 
 // The modules, in the order a line travels; each imports only from those above it. Settings,
-// what a log is, and small shared tools; MongoDB (every query, the change stream, migrations);
-// the list of logs, the hub that fans the change stream out to it and to the streams, and
-// retention; SSE framing, one viewer's session, and several sessions combined on one
-// connection; the API error and who may do what; the HTTP routes; the embedding API built from
-// them; the `serve` binary's server and wiring; the command line.
+// what a log is, and small shared tools (`emit`: how every stream is made); MongoDB (every
+// query, the change stream, migrations); the list of logs; what a stream carries (`event`), the
+// hub that fans the change stream out as events, and retention; the service's shared parts;
+// one viewer's session and several merged, both yielding events; then the edge: the SSE
+// grammar, the encoders that turn events into bytes, and the one streaming body that writes
+// them; the API error and who may do what; the HTTP routes; the embedding API built from them;
+// the `serve` binary's server and wiring; the command line.
+//
+// So a line goes: MongoDB -> `store` -> `hub` -> `session` (events) -> `encode` -> `body`.
 mod log;
 
 pub mod redact;
@@ -46,6 +50,7 @@ pub mod redact;
 pub mod config;
 
 mod backoff;
+mod emit;
 mod metrics;
 pub mod shutdown;
 
@@ -54,14 +59,21 @@ mod store;
 
 mod index;
 
+mod event;
 mod hub;
 mod retention;
 
-mod sse;
+mod service;
 
 mod session;
 
 mod combine;
+
+mod sse;
+
+mod encode;
+
+mod body;
 
 mod error;
 

@@ -82,11 +82,11 @@ impl Application {
             tokio::spawn(migrate_when_reachable(streams.clone(), shutdown.clone()));
         }
         if let Some(days) = settings.retention.days {
-            let sessions = &streams.state().sessions;
+            let service = &streams.state().service;
             tokio::spawn(crate::retention::run(
-                sessions.store.clone(),
-                sessions.hub.clone(),
-                sessions.metrics.clone(),
+                service.store.clone(),
+                service.hub.clone(),
+                service.metrics.clone(),
                 Duration::from_secs(days.saturating_mul(86_400)),
                 Duration::from_secs(settings.retention.interval_secs),
                 shutdown.clone(),
@@ -131,7 +131,7 @@ impl Application {
             _ = server => tracing::info!("stopped"),
             _ = deadline => tracing::warn!("connections still open at the end of the grace period; closing them"),
         }
-        let store = &self.streams.state().sessions.store;
+        let store = &self.streams.state().service.store;
         if tokio::time::timeout(CLOSE_GRACE, store.close()).await.is_err() {
             tracing::warn!("the MongoDB clients did not close in time");
         }

@@ -17,7 +17,7 @@ pub fn healthz() -> impl Filter<Extract = (Response,), Error = warp::Rejection> 
 /// GET /readyz: MongoDB is reachable and the change stream is running.
 pub fn readyz(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("readyz").and(warp::get()).and(with_state(state)).map(|state: SharedState| {
-        match state.sessions.not_ready() {
+        match state.service.not_ready() {
             None => {
                 let body = warp::reply::json(&serde_json::json!({ "status": "ready" }));
                 warp::reply::with_status(body, StatusCode::OK).into_response()
@@ -30,7 +30,7 @@ pub fn readyz(state: SharedState) -> impl Filter<Extract = (Response,), Error = 
 /// GET /metrics: Prometheus text format.
 pub fn metrics(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("metrics").and(warp::get()).and(with_state(state)).map(|state: SharedState| {
-        let text = state.sessions.metrics_text();
+        let text = state.service.metrics_text();
         warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4").into_response()
     })
 }

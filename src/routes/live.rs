@@ -9,10 +9,11 @@ use warp::Filter;
 use super::params::{self, incoming, Incoming, Query, Segment};
 use super::{event_stream, respond, SharedState};
 use crate::access::Action;
+use crate::body::streaming;
+use crate::encode::{Format, LogEncoder};
 use crate::error::ApiError;
 use crate::log::LogKey;
 use crate::session::{self, StreamRequest};
-use crate::sse::Format;
 
 /// How long the "has this log already ended?" check may delay a stream's first byte.
 const DONE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -77,13 +78,12 @@ async fn open(
     request.authorize(query, &key, Action::Read).await?;
     let state = &request.state;
     let permit = state.stream_permit()?;
-    if from > 0 && state.sessions.hub.is_live() && already_ended(state, &key, from).await {
+    if from > 0 && state.service.hub.is_live() && already_ended(state, &key, from).await {
         return Ok(no_content());
     }
     tracing::debug!(log_type = %key.log_type, id = %key.id, from, "stream opened");
-    let request = StreamRequest { route, key, from, format, follow: true };
-    let body = session::start(state.sessions.clone(), request, Some(permit));
-    Ok(event_stream(body))
+    let events = session::start(state.service.clone(), StreamRequest { key, from, follow: true });
+    Ok(event_stream(streaming(&state.service, route, events, LogEncoder::new(format), Some(permit))))
 }
 
 /// The answer to a client that already has every `[DONE]` it asked for.
@@ -95,7 +95,7 @@ pub(super) fn no_content() -> Response {
 /// True when the client already has the `[DONE]` line. A failed or slow check opens the stream
 /// anyway: the session itself waits out a MongoDB outage with keep-alives.
 pub(super) async fn already_ended(state: &SharedState, key: &LogKey, from: u64) -> bool {
-    match tokio::time::timeout(DONE_CHECK_TIMEOUT, state.sessions.store.done_position(key)).await {
+    match tokio::time::timeout(DONE_CHECK_TIMEOUT, state.service.store.done_position(key)).await {
         Ok(Ok(done)) => done.is_some_and(|done| from >= done),
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "could not check whether the log has ended");

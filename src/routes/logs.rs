@@ -48,7 +48,7 @@ async fn read_snapshot(log_type: Segment, id: Segment, request: Incoming) -> Res
     let key = log_key(log_type.0, id.0)?;
     request.authorize(&query, &key, Action::Read).await?;
     let times = query.flag("times")?;
-    let store = &request.state.sessions.store;
+    let store = &request.state.service.store;
     let (from, page) = match query.count("tail")? {
         Some(_) if query.get("from").is_some() || query.get("limit").is_some() => {
             return Err(ApiError::invalid("tail", "cannot be combined with `from` or `limit`"));
@@ -137,7 +137,7 @@ where
 {
     let key = log_key(log_type.0, id.0)?;
     request.authorize(&request.query()?, &key, Action::Write).await?;
-    let store = &request.state.sessions.store;
+    let store = &request.state.service.store;
     let body = read_body(body, request.state.limits.max_body_bytes).await?;
     let content_type = request.headers.get("content-type").and_then(|v| v.to_str().ok());
     let (lines, end) = parse_lines(content_type, &body)?;

@@ -12,6 +12,7 @@ mod logs;
 pub(crate) mod openapi;
 mod params;
 mod raw;
+mod readable;
 mod streams;
 mod viewer;
 
@@ -26,13 +27,13 @@ use warp::{Filter, Rejection};
 use crate::access::AccessCheck;
 use crate::config::Limits;
 use crate::error::{recover, ApiError};
-use crate::session::Sessions;
+use crate::service::Service;
 
-/// What every route shares: the sessions' machinery (store, hub, metrics, shutdown), the
-/// access check and the limits.
+/// What every route shares: the service's parts (store, hub, metrics, shutdown), the access
+/// check and the limits.
 #[derive(Debug)]
 pub(crate) struct AppState {
-    pub sessions: Arc<Sessions>,
+    pub service: Arc<Service>,
     pub access: Box<dyn AccessCheck>,
     /// Other origins whose state-changing requests are allowed (`cors.allowed_origins`).
     pub allowed_origins: Vec<String>,
@@ -50,13 +51,13 @@ impl AppState {
     }
 
     pub fn new(
-        sessions: Sessions,
+        service: Service,
         access: Box<dyn AccessCheck>,
         allowed_origins: Vec<String>,
         limits: Limits,
     ) -> SharedState {
         Arc::new(Self {
-            sessions: Arc::new(sessions),
+            service: Arc::new(service),
             access,
             allowed_origins,
             stream_slots: Arc::new(Semaphore::new(limits.max_streams)),
@@ -80,7 +81,7 @@ pub(crate) fn routes(state: SharedState, allowed_origins: &[String]) -> BoxedFil
         .unify()
         .or(other_requests())
         .unify();
-    let metrics = state.sessions.metrics.clone();
+    let metrics = state.service.metrics.clone();
     let count = warp::log::custom(move |info| {
         metrics.http_responses.with_label_values(&[info.status().as_str()]).inc()
     });

@@ -11,9 +11,10 @@ use warp::Filter;
 use super::params::{self, incoming, Incoming, Segment};
 use super::{respond, streamed, SharedState};
 use crate::access::Action;
+use crate::body::streaming;
+use crate::encode::{Format, LogEncoder};
 use crate::error::ApiError;
 use crate::session::{self, StreamRequest};
-use crate::sse::Format;
 
 /// GET /api/v1/logs/{type}/{id}/raw[?follow=1]
 pub fn raw(state: SharedState) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
@@ -32,8 +33,8 @@ async fn open_raw(log_type: Segment, id: Segment, request: Incoming) -> Result<R
     let state = &request.state;
     // A download can take as long as a stream, so it holds a stream slot too.
     let permit = state.stream_permit()?;
-    let stream = StreamRequest { route: "raw", key, from: 0, format: Format::Raw, follow };
-    let body = session::start(state.sessions.clone(), stream, Some(permit));
+    let events = session::start(state.service.clone(), StreamRequest { key, from: 0, follow });
+    let body = streaming(&state.service, "raw", events, LogEncoder::new(Format::Raw), Some(permit));
     // `follow=1` is a stream: nginx must pass each line on as it comes.
     let mut response = streamed(body, "text/plain; charset=utf-8");
     response.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

@@ -14,7 +14,9 @@ use super::live::{already_ended, no_content};
 use super::params::{self, incoming, Incoming};
 use super::{event_stream, respond};
 use crate::access::Action;
+use crate::body::streaming;
 use crate::combine::{self, Part};
+use crate::encode::MultiEncoder;
 use crate::error::ApiError;
 use crate::log::LogKey;
 
@@ -60,7 +62,7 @@ async fn open(request: Incoming) -> Result<Response, ApiError> {
     }
     let state = &request.state;
     let permit = state.stream_permit()?;
-    if state.sessions.hub.is_live() {
+    if state.service.hub.is_live() {
         let checks = parts
             .iter()
             .map(|part| async { part.from > 0 && already_ended(state, &part.key, part.from).await });
@@ -73,7 +75,9 @@ async fn open(request: Incoming) -> Result<Response, ApiError> {
         }
     }
     tracing::debug!(logs = parts.len(), "combined stream opened");
-    Ok(event_stream(combine::start(state.sessions.clone(), parts, permit)))
+    let events = combine::merged(&state.service, &parts);
+    let encoder = MultiEncoder::new(parts.into_iter().map(|part| (part.key, part.from)));
+    Ok(event_stream(streaming(&state.service, combine::ROUTE, events, encoder, Some(permit))))
 }
 
 /// `T:I` or `T:I@N`: the type is up to the first `:` (so it holds none), the id the rest; `@N` is
