@@ -16,6 +16,7 @@
 //! input from the client ends the stream (hyper's default, `half_close(false)`): a reader that
 //! closed its tab and one that only shut its writing side look the same, and the first must
 //! give back its stream at once, not at the next keep-alive.
+
 use std::io::IoSlice;
 
 use bytes::Bytes;
