@@ -10,6 +10,7 @@
 #            --only GROUPS        some of many,h2mem,fanout,burst,replay,redact,idle,push,growth,index
 #                                 (comma-separated; index: start-up time of the index of logs at
 #                                 100k to 1M lines, about 1.5 minutes; --quick: 50k and 100k)
+#            --fanout-viewers N,...  only these fan-out sizes (1, 100, 1000, 10000)
 # The table ends with the targets checked on the run's own figures. Builds go to
 # $CARGO_TARGET_DIR (default target/).
 #
@@ -32,7 +33,8 @@ while [ $# -gt 0 ]; do
         --no-peers) peers=0 ;;
         --out) out="$2"; shift ;;
         --out=*) out="${1#--out=}" ;;
-        --only) only=(--only "$2"); shift ;;
+        --only) only+=(--only "$2"); shift ;;
+        --fanout-viewers) only+=(--fanout-viewers "$2"); shift ;;
         -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) log "unknown option $1"; exit 2 ;;
     esac

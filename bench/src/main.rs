@@ -10,7 +10,8 @@
 //!     [--quick] [--mongodb-pid PID] [--seed-python PY --seed-script bench/peers/seed_sanic.py] \
 //!     [--nginx /usr/sbin/nginx --nchan-conf bench/peers/nchan.conf --nchan-module SO] \
 //!     [--seed-unavailable WHY] [--nchan-unavailable WHY] [--work-dir DIR] [--out FILE] \
-//!     [--only many,h2mem,fanout,burst,replay,redact,idle,push,growth,index] [--connect-concurrency N]
+//!     [--only many,h2mem,fanout,burst,replay,redact,idle,push,growth,index] [--fanout-viewers 1,100]
+//!     [--connect-concurrency N]
 //! ```
 //!
 //! The MongoDB server should be one started for the run: the suite writes into database
@@ -92,6 +93,10 @@ struct Args {
         value_parser = ["many", "h2mem", "fanout", "burst", "replay", "redact", "idle", "push", "growth", "index"]
     )]
     only: Vec<String>,
+    /// Fan-out sizes to run (all of the plan's when not given), comma-separated: `1` measures
+    /// the 1-viewer latency without loading a shared machine with 10,000 viewers.
+    #[arg(long, value_name = "N,...", value_delimiter = ',')]
+    fanout_viewers: Vec<usize>,
     /// How many viewers connect at the same time.
     #[arg(long, value_name = "N", default_value_t = 256)]
     connect_concurrency: usize,
@@ -211,7 +216,11 @@ fn say(text: &str) {
 async fn run(args: Args) -> Result<(), String> {
     let begun = std::time::Instant::now();
     let load_before = procs::load_average();
-    let plan = Plan::new(args.quick);
+    let mut plan = Plan::new(args.quick);
+    if !args.fanout_viewers.is_empty() {
+        plan.fanout.retain(|(viewers, _)| args.fanout_viewers.contains(viewers));
+        plan.seed_fanout.retain(|(viewers, _)| args.fanout_viewers.contains(viewers));
+    }
     std::fs::create_dir_all(&args.work).map_err(|e| format!("{}: {e}", args.work.display()))?;
     let mut report = Report::default();
     let most = plan.many_logs.max(plan.burst_streams).max(plan.fanout.iter().map(|f| f.0).max().unwrap_or(0));
@@ -427,6 +436,7 @@ mod tests {
         assert_eq!(args.nchan_module, PathBuf::from("/usr/lib/nginx/modules/ngx_nchan_module.so"));
         assert_eq!(args.work, std::env::temp_dir().join(format!("sse-logs-bench-{}", std::process::id())));
         assert!(args.only.is_empty());
+        assert!(args.fanout_viewers.is_empty());
         assert_eq!(args.connect_concurrency, 256);
     }
 
@@ -460,6 +470,8 @@ mod tests {
             "fanout,replay,growth,h2mem,burst,redact,index",
             "--connect-concurrency",
             "8",
+            "--fanout-viewers",
+            "1,100",
         ];
         let args = Args::try_parse_from(REQUIRED.into_iter().chain(more)).unwrap();
         assert!(args.quick);
@@ -476,6 +488,7 @@ mod tests {
         assert_eq!(args.out, Some(PathBuf::from("o.md")));
         assert_eq!(args.only, ["fanout", "replay", "growth", "h2mem", "burst", "redact", "index"]);
         assert_eq!(args.connect_concurrency, 8);
+        assert_eq!(args.fanout_viewers, [1, 100]);
     }
 
     #[test]

@@ -2,14 +2,20 @@
 //!
 //! hyper keeps an 8 KiB read buffer and an 8 KiB write buffer for the life of an HTTP/1.1
 //! connection, which for a stream that reads nothing after its request is most of what an idle
-//! stream costs (BENCHMARKS.md, memory per idle stream). So a plain `GET` of a streaming route
-//! (`routes::is_stream_path`) that arrives whole in the connection's first packet is answered
-//! here: its head is parsed from peeked bytes (with httparse, hyper's own parser), the request
-//! goes through the same warp service as every other, and the response is written straight to
-//! the socket, each body chunk as one chunked-encoding chunk in one write, with nothing kept
-//! between chunks. Anything else (another route, another method, a body, an upgrade, a head that
-//! is not complete yet, bytes after the head) is left unread for hyper, which also serves the
-//! connection's later requests once this response has ended.
+//! stream costs; no hyper setting makes them smaller (BENCHMARKS.md, "HTTP/1.1 fast path"). So a
+//! plain `GET` of a streaming route (`routes::is_stream_path`) that arrives whole in the
+//! connection's first packet is answered here: its head is parsed from peeked bytes (with
+//! httparse, hyper's own parser), the request goes through the same warp service as every other,
+//! and the response is written straight to the socket, each body chunk as one chunked-encoding
+//! chunk in one write, with nothing kept between chunks. Anything else (another route, another
+//! method, HTTP/1.0, a body, an upgrade, a head that is not complete yet or over
+//! `limits.max_header_bytes`, bytes after the head) is left unread for hyper.
+//!
+//! As in hyper, a request pipelined behind the stream's is not read while the stream runs: it
+//! waits in the socket and hyper answers it, in order, once the stream has ended. An end of
+//! input from the client ends the stream (hyper's default, `half_close(false)`): a reader that
+//! closed its tab and one that only shut its writing side look the same, and the first must
+//! give back its stream at once, not at the next keep-alive.
 
 use std::io::IoSlice;
 
@@ -23,6 +29,9 @@ use warp::reply::Response;
 
 use crate::shutdown::Shutdown;
 
+/// Turns the fast path off when set to `off`, so that hyper serves every request: for measuring
+/// one against the other (BENCHMARKS.md), read once by the server and not a setting.
+const SWITCH: &str = "SSE_LOGS_HTTP1_FAST_PATH";
 /// The largest request head taken here; a bigger one (many cookies) goes to hyper.
 const MAX_HEAD: usize = 8 * 1024;
 /// Most heads fit in this much, peeked first (the buffer is short-lived, but many connections
@@ -46,9 +55,14 @@ pub(super) enum After {
     Close,
 }
 
-/// Takes the connection's first request if it is a complete streaming `GET` (reading exactly
-/// its head); otherwise reads nothing and returns `None`.
-pub(super) async fn take(stream: &mut TcpStream) -> Option<Taken> {
+/// Whether the fast path is on (unless `SSE_LOGS_HTTP1_FAST_PATH=off`).
+pub(super) fn enabled() -> bool {
+    !std::env::var(SWITCH).is_ok_and(|value| value.eq_ignore_ascii_case("off"))
+}
+
+/// Takes the connection's first request if it is a complete streaming `GET` of at most
+/// `max_header_bytes` (reading exactly its head); otherwise reads nothing and returns `None`.
+pub(super) async fn take(stream: &mut TcpStream, max_header_bytes: usize) -> Option<Taken> {
     let mut buf = vec![0u8; USUAL_HEAD];
     let mut n = stream.peek(&mut buf).await.ok()?;
     if n == USUAL_HEAD {
@@ -57,7 +71,8 @@ pub(super) async fn take(stream: &mut TcpStream) -> Option<Taken> {
     }
     let (len, taken) = parse(&buf[..n])?;
     // Only a head that is all there is: bytes after it (a body, a pipelined request) are hyper's.
-    if len != n {
+    // A head over the limit is too: hyper refuses it (431) by the same measure, the parsed length.
+    if len != n || len > max_header_bytes {
         return None;
     }
     stream.read_exact(&mut buf[..len]).await.ok()?;
@@ -113,8 +128,8 @@ where
         Err(never) => match never {},
     };
     match write(stream, response, close).await {
-        Ok(true) if !close && !shutdown.is_triggered() => After::KeepAlive,
-        Ok(_) => After::Close,
+        Ok(()) if !close && !shutdown.is_triggered() => After::KeepAlive,
+        Ok(()) => After::Close,
         Err(err) => {
             tracing::debug!(error = %err, "stream connection ended");
             After::Close
@@ -122,8 +137,8 @@ where
     }
 }
 
-/// Writes `response`; `Ok(true)` when it ended cleanly and nothing unexpected was read.
-async fn write(stream: &mut TcpStream, response: Response, close: bool) -> std::io::Result<bool> {
+/// Writes `response`, to its end.
+async fn write(stream: &mut TcpStream, response: Response, close: bool) -> std::io::Result<()> {
     let (parts, mut body) = response.into_parts();
     let bodiless = parts.status.is_informational()
         || parts.status == StatusCode::NO_CONTENT
@@ -158,17 +173,19 @@ async fn write(stream: &mut TcpStream, response: Response, close: bool) -> std::
     stream.write_all(&head).await?;
     drop(head);
     if bodiless {
-        return Ok(true);
+        return Ok(());
     }
-    // While the response streams, a read tells when the client goes away; anything it sends
-    // meanwhile is not read further (as hyper does) and the connection closes at the end.
-    let mut probe = [0u8; 16];
+    // While the response streams, a peek tells when the client goes away. Bytes it sends
+    // meanwhile (a pipelined request) stay in the socket for hyper once this response has ended;
+    // from then on peeking would return at once, so it stops, as hyper's own check for the end
+    // of input does when its buffer holds the next request.
+    let mut probe = [0u8; 1];
     let mut quiet = true;
     loop {
         let frame = if quiet {
             tokio::select! {
                 frame = body.frame() => frame,
-                read = stream.read(&mut probe) => match read {
+                peeked = stream.peek(&mut probe) => match peeked {
                     Ok(0) | Err(_) => return Err(std::io::ErrorKind::ConnectionAborted.into()),
                     Ok(_) => {
                         quiet = false;
@@ -202,7 +219,7 @@ async fn write(stream: &mut TcpStream, response: Response, close: bool) -> std::
     if chunked {
         stream.write_all(b"0\r\n\r\n").await?;
     }
-    Ok(quiet)
+    Ok(())
 }
 
 /// `len` in hex and CRLF, the line before a chunk, written into `buf`.

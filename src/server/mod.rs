@@ -62,6 +62,12 @@ pub(crate) async fn serve(
     let mut http1 = http1::Builder::new();
     // Without `max_header_size` hyper accepts heads up to its read buffer's ~400 KiB.
     http1.timer(TokioTimer::new()).header_read_timeout(header_read_timeout).max_header_size(max_header_bytes);
+    // hyper's buffers as small as it allows: the read buffer's cap no bigger than the largest
+    // head (hyper's floor is 8 KiB, its first read's size), and body chunks queued for `writev`
+    // rather than copied into the write buffer. The 8 KiB write buffer and the first 8 KiB read
+    // have no setting (BENCHMARKS.md, "HTTP/1.1 fast path").
+    http1.max_buf_size(max_header_bytes.max(8 * 1024)).writev(true);
+    let fast_path = h1::enabled();
     let mut http2 = http2::Builder::new(TokioExecutor::new());
     // h2 answers 431 to a header list over this (each field counted with 32 bytes of overhead).
     http2.timer(TokioTimer::new()).max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
@@ -100,7 +106,8 @@ pub(crate) async fn serve(
                         .await
                 }
                 Ok(Ok(false)) => {
-                    if let Some(taken) = h1::take(&mut stream).await {
+                    let taken = if fast_path { h1::take(&mut stream, max_header_bytes).await } else { None };
+                    if let Some(taken) = taken {
                         if let h1::After::Close = h1::answer(&mut stream, taken, &service, &shutdown).await {
                             return;
                         }

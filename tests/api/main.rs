@@ -13,6 +13,7 @@ mod errors;
 mod faults;
 mod h2c;
 mod helpers;
+mod http1;
 mod index;
 mod index_lifecycle;
 mod limits;
