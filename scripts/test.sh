@@ -43,6 +43,8 @@ cargo clippy --all-targets --locked -- -D warnings
 # `cargo check -p sse-logs-bench` alone would re-check some 50 dependencies.
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
+# The library alone, as an embedding app builds it (`default-features = false`: no command line).
+cargo clippy --lib --no-default-features --locked -- -D warnings
 # The first README command, end to end: service, its own test MongoDB and the demo producer.
 scripts/demo.sh --check
 cargo test --locked "$@"

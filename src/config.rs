@@ -58,6 +58,24 @@ pub struct RedactSettings {
     /// Regular expressions whose matches become `***` in every line served and appended. In the
     /// environment, `SSE_LOGS__REDACT__PATTERNS` holds one pattern, or several on separate lines.
     pub patterns: Vec<String>,
+    /// The patterns compiled, with the patterns they were compiled from: checked at load, used
+    /// at start, built once.
+    #[serde(skip)]
+    compiled: std::sync::OnceLock<(Vec<String>, crate::redact::Redactor)>,
+}
+
+impl RedactSettings {
+    /// The patterns as a [`Redactor`](crate::redact::Redactor), or the error naming the key.
+    pub fn redactor(&self) -> Result<crate::redact::Redactor, SettingsError> {
+        if let Some((patterns, redactor)) = self.compiled.get().filter(|(p, _)| *p == self.patterns) {
+            debug_assert_eq!(patterns, &self.patterns);
+            return Ok(redactor.clone());
+        }
+        let redactor = crate::redact::Redactor::new(&self.patterns)
+            .map_err(|err| SettingsError::Invalid { key: "redact.patterns", message: err.to_string() })?;
+        let _ = self.compiled.set((self.patterns.clone(), redactor.clone()));
+        Ok(redactor)
+    }
 }
 
 /// `[retention]`: deleting old logs (off unless `days` is set).
@@ -343,9 +361,7 @@ impl Settings {
         if self.http.header_read_timeout_secs == 0 {
             return invalid("http.header_read_timeout_secs", "must be at least 1");
         }
-        if let Err(err) = crate::redact::Redactor::new(&self.redact.patterns) {
-            return Err(SettingsError::Invalid { key: "redact.patterns", message: err.to_string() });
-        }
+        self.redact.redactor()?;
         if self.retention.days == Some(0) {
             return invalid("retention.days", "must be at least 1 (or unset to keep logs forever)");
         }

@@ -87,9 +87,12 @@ mod embed;
 mod server;
 
 pub mod startup;
+#[cfg(feature = "cli")]
 mod telemetry;
 
-// Public only so that the binary (`main.rs`) can call it.
+// Public only so that the binary (`main.rs`) can call it; behind the default `cli` feature, so
+// an embedding app (`default-features = false`) compiles neither it nor clap.
+#[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;
 

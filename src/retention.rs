@@ -27,6 +27,8 @@ pub(crate) struct Pruned {
     pub log_type: String,
     pub id: String,
     pub lines: u64,
+    // Only the command line's `prune` prints it.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     pub last_line_at: SystemTime,
 }
 
@@ -103,6 +105,7 @@ pub(crate) async fn run(
 }
 
 /// `30d`, `12h`, `90m` or `45s`.
+#[cfg(feature = "cli")]
 pub(crate) fn parse_age(text: &str) -> Option<Duration> {
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
     let n: u64 = number.parse().ok()?;

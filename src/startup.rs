@@ -53,12 +53,7 @@ impl Application {
     /// the service starts anyway and becomes ready when it can reach it.
     pub async fn build(settings: Settings, shutdown: Shutdown) -> Result<Self, StartError> {
         let access = crate::access::from_settings(&settings.auth).map_err(StartError::Settings)?;
-        let redactor = crate::redact::Redactor::new(&settings.redact.patterns).map_err(|err| {
-            StartError::Settings(crate::config::SettingsError::Invalid {
-                key: "redact.patterns",
-                message: err.to_string(),
-            })
-        })?;
+        let redactor = settings.redact.redactor().map_err(StartError::Settings)?;
         let addr = settings.http.bind;
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use warp::http::HeaderMap;
 
+#[cfg(feature = "cli")]
 pub(crate) use token::mint;
 pub use token::Claims;
 

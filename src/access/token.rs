@@ -5,9 +5,8 @@
 //! Claims: `exp` (required), `nbf` (optional), `logs` (what may be read) and `write` (what may be
 //! appended), each a list of `type:id`, `type:*` or `*`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use warp::http::HeaderMap;
 
@@ -142,7 +141,10 @@ impl AccessCheck for TokenCheck {
 }
 
 /// Signs a token with an HS256 secret (what `sse-logs token` prints).
+#[cfg(feature = "cli")]
 pub(crate) fn mint(secret: &str, logs: Vec<String>, write: Vec<String>, ttl_secs: u64) -> String {
+    use jsonwebtoken::{EncodingKey, Header};
+    use std::time::{SystemTime, UNIX_EPOCH};
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let claims = Claims { exp: now + ttl_secs, nbf: None, logs, write };
     jsonwebtoken::encode(

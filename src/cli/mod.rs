@@ -236,8 +236,7 @@ fn run_client(command: Command) -> ExitCode {
 async fn direct_store(uri: String) -> Result<Store, String> {
     let mut settings = Settings::load().map_err(|e| e.to_string())?;
     settings.mongodb.uri = uri;
-    let redactor = crate::redact::Redactor::new(&settings.redact.patterns)
-        .map_err(|e| format!("redact.patterns: {e}"))?;
+    let redactor = settings.redact.redactor().map_err(|e| e.to_string())?;
     let store = Store::connect(&settings.mongodb, Default::default())
         .await
         .map_err(|e| format!("--mongodb-uri: {e}"))?;
