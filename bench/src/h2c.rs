@@ -149,7 +149,7 @@ async fn stream(
         text.extend_from_slice(&chunk);
         let mut first = None;
         let _ = data_lines(&mut text, &mut |data| {
-            first = Some((crate::scenarios::now_ns(), data.to_vec()));
+            first = Some((crate::client::now_ns(), data.to_vec()));
             ControlFlow::Break(())
         });
         if first.is_some() {

@@ -241,7 +241,7 @@ async fn run(args: Args) -> Result<(), String> {
         coll: mongo.database(DATABASE).collection("sse_logs"),
         mongo,
         http,
-        run: format!("{:x}", scenarios::now_ns() % 0xff_ffff),
+        run: format!("{:x}", client::now_ns() % 0xff_ffff),
         mongod_pid: args.mongodb_pid,
         connect_concurrency: args.connect_concurrency.max(1),
         serial: AtomicUsize::new(0),

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bson::{doc, Document};
 use mongodb::Collection;
@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::client::SseClient;
+use crate::client::{now_ns, SseClient};
 use crate::h2c::H2Streams;
 use crate::procs;
 use crate::systems::{Counters, Nchan, Seed, SseLogs};
@@ -146,10 +146,6 @@ async fn wait_live(
 
 /// A latency sample: (line sequence number, microseconds from send to receipt).
 type Sample = (u32, u32);
-
-pub fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-}
 
 fn stamp(seq: usize) -> String {
     format!("{seq} {} {PAD}", now_ns())
