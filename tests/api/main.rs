@@ -17,6 +17,7 @@ mod index;
 mod index_lifecycle;
 mod limits;
 mod migrate;
+mod mongo_proxy;
 mod mongo_server;
 mod multi;
 mod nginx;
