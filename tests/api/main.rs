@@ -34,6 +34,7 @@ mod security;
 mod shutdown;
 mod snapshot;
 mod stall;
+mod storm;
 mod stream;
 mod stream_slots;
 mod times;

@@ -152,8 +152,13 @@ fn on_request(message: &[u8], tally: &Mutex<Tally>, opening: &Mutex<HashSet<i32>
                 }
                 "getMore" => {
                     let cursor = cursor_id(command.get("getMore"));
-                    let ours = cursor.is_some_and(|c| tally.lock().unwrap().change_stream_cursors.contains(&c));
-                    if ours { "getMore $changeStream".to_owned() } else { name }
+                    let ours =
+                        cursor.is_some_and(|c| tally.lock().unwrap().change_stream_cursors.contains(&c));
+                    if ours {
+                        "getMore $changeStream".to_owned()
+                    } else {
+                        name
+                    }
                 }
                 _ if opcode(message) == OP_QUERY => format!("OP_QUERY {name}"),
                 _ => name,
