@@ -11,7 +11,7 @@
 //!     [--nginx /usr/sbin/nginx --nchan-conf bench/peers/nchan.conf --nchan-module SO] \
 //!     [--seed-unavailable WHY] [--nchan-unavailable WHY] [--work-dir DIR] [--out FILE] \
 //!     [--only many,h2mem,fanout,burst,replay,redact,idle,push,growth,index,storm,storm100,idle100k] \
-//!     [--connect-concurrency N] [--storm-viewers 2000,10000]
+//!     [--connect-concurrency N] [--storm-viewers 2000,10000] [--idle-streams 100000]
 //! ```
 //!
 //! The MongoDB server should be one started for the run: the suite writes into database
@@ -104,6 +104,9 @@ struct Args {
     /// Viewer counts of the reconnect storm (`--only storm`), instead of the plan's.
     #[arg(long, value_name = "N,..", value_delimiter = ',')]
     storm_viewers: Vec<usize>,
+    /// Streams of `--only idle100k`, instead of 100,000 (a smaller run checks the setup).
+    #[arg(long, value_name = "N")]
+    idle_streams: Option<usize>,
 }
 
 fn default_work_dir() -> PathBuf {
@@ -237,6 +240,9 @@ async fn run(args: Args) -> Result<(), String> {
     let mut plan = Plan::new(args.quick);
     if !args.storm_viewers.is_empty() {
         plan.storm_viewers.clone_from(&args.storm_viewers);
+    }
+    if let Some(n) = args.idle_streams {
+        plan.idle_streams = n.max(1);
     }
     std::fs::create_dir_all(&args.work).map_err(|e| format!("{}: {e}", args.work.display()))?;
     let mut report = Report::default();
@@ -466,6 +472,7 @@ mod tests {
         assert_eq!(args.work, std::env::temp_dir().join(format!("sse-logs-bench-{}", std::process::id())));
         assert!(args.only.is_empty());
         assert!(args.storm_viewers.is_empty());
+        assert_eq!(args.idle_streams, None);
         assert_eq!(args.connect_concurrency, 256);
     }
 
@@ -501,6 +508,8 @@ mod tests {
             "8",
             "--storm-viewers",
             "2000,10000",
+            "--idle-streams",
+            "5000",
         ];
         let args = Args::try_parse_from(REQUIRED.into_iter().chain(more)).unwrap();
         assert!(args.quick);
@@ -523,6 +532,7 @@ mod tests {
             ]
         );
         assert_eq!(args.storm_viewers, [2000, 10_000]);
+        assert_eq!(args.idle_streams, Some(5000));
         assert_eq!(args.connect_concurrency, 8);
     }
 

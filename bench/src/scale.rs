@@ -58,11 +58,11 @@ fn storm_row(scenario: String, result: Result<Storm, String>, report: &mut Repor
     };
     report.notes.push(format!(
         "{scenario} (one run): MongoDB ran {} while it lasted (getMore includes the hub's change stream); \
-         {} of {n} viewers got every line once, in order, then [DONE] (the last after {} s); {} could not connect; \
+         {} of {n} viewers got every line once, in order, then [DONE]{}; {} could not connect; \
          the bystander got {} lines during it, {} missing.",
         s.commands.breakdown(1.0),
         thousands(s.exact),
-        figure(s.done_secs),
+        if s.exact > 0 { format!(" (the last after {} s)", figure(s.done_secs)) } else { String::new() },
         thousands(s.failed),
         s.bystander.n,
         s.bystander_missing,

@@ -23,6 +23,7 @@ mod multi;
 mod nginx;
 mod operate;
 mod outcome;
+mod proxy;
 mod push_faults;
 mod push_relay;
 mod redact;
