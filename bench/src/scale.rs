@@ -26,7 +26,7 @@ async fn run_storm(
     per_log: usize,
     lines: usize,
 ) -> Result<Storm, String> {
-    raise_open_files(logs * per_log + logs + 1000);
+    raise_open_files(logs * per_log + logs + 1000)?;
     let sse = launch.start(ctx, name, &[]).await?;
     let cap = Duration::from_secs(90 + (logs * per_log / 100) as u64);
     let result = storm::storm(ctx, &sse, logs, per_log, lines, cap).await;
@@ -120,10 +120,13 @@ pub async fn idle100k(ctx: &Ctx, plan: &Plan, launch: Launch<'_>, report: &mut R
     let n = plan.idle_streams;
     let sources: Vec<IpAddr> =
         (0..n.div_ceil(PER_SOURCE)).map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + i as u8))).collect();
-    raise_open_files(n + 1000);
     say(&format!("{} idle streams on one process from {} source addresses", thousands(n), sources.len()));
     let most = (n + 1000).to_string();
-    let result = match launch.start(ctx, "idle100k", &[("SSE_LOGS__LIMITS__MAX_STREAMS", &most)]).await {
+    let started = match raise_open_files(n + 1000) {
+        Ok(()) => launch.start(ctx, "idle100k", &[("SSE_LOGS__LIMITS__MAX_STREAMS", &most)]).await,
+        Err(e) => Err(e),
+    };
+    let result = match started {
         Ok(sse) => {
             let r = scenarios::many_logs(ctx, &sse, n, &sources).await;
             drop(sse);
@@ -175,15 +178,22 @@ pub async fn idle100k(ctx: &Ctx, plan: &Plan, launch: Launch<'_>, report: &mut R
 }
 
 /// Raises this process's open-files limit (soft and hard) to at least `n`, so that the
-/// processes it starts afterwards inherit it; needs the privilege to raise a hard limit.
-fn raise_open_files(n: usize) {
+/// processes it starts afterwards inherit it. Raising the hard limit needs CAP_SYS_RESOURCE;
+/// without it the run would end in refused connections, so it is an error.
+fn raise_open_files(n: usize) -> Result<(), String> {
     if procs::open_files_limit().is_some_and(|limit| limit >= n as u64) {
-        return;
+        return Ok(());
     }
-    let status = std::process::Command::new("prlimit")
+    let output = std::process::Command::new("prlimit")
         .args(["--pid", &std::process::id().to_string(), &format!("--nofile={n}:{n}")])
-        .status();
-    if !matches!(status, Ok(s) if s.success()) {
-        say(&format!("could not raise the open-files limit to {n} (prlimit: {status:?})"));
+        .output()
+        .map_err(|e| format!("prlimit: {e}"))?;
+    if output.status.success() {
+        return Ok(());
     }
+    Err(format!(
+        "{n} open files are needed and the limit is {} (prlimit: {})",
+        procs::open_files_limit().map_or("unknown".into(), |l| l.to_string()),
+        String::from_utf8_lossy(&output.stderr).trim()
+    ))
 }
