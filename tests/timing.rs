@@ -4,6 +4,9 @@
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;
+#[allow(dead_code)]
+#[path = "api/mongo_proxy.rs"]
+mod mongo_proxy;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

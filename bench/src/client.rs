@@ -6,11 +6,11 @@
 //! and hands each `data:` value to a callback.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::ControlFlow;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 4096;
@@ -52,9 +52,28 @@ impl SseClient {
     /// Connects and sends `GET path`; the response head is read by [`SseClient::read_head`] or
     /// at the start of [`SseClient::run`] (the seed's Sanic view sends it with its first line).
     pub async fn connect(addr: SocketAddr, path: &str) -> io::Result<Self> {
-        let mut stream = TcpStream::connect(addr).await?;
+        Self::connect_with(addr, path, None, "").await
+    }
+
+    /// [`SseClient::connect`] from a source address of its own (`from`: 127.0.0.2 and up give
+    /// each 64k ports more toward one server) with more request headers (`headers`: whole
+    /// lines, each ending in CRLF, e.g. `Last-Event-ID: 7\r\n`).
+    pub async fn connect_with(
+        addr: SocketAddr,
+        path: &str,
+        from: Option<IpAddr>,
+        headers: &str,
+    ) -> io::Result<Self> {
+        let mut stream = match from {
+            Some(ip) => {
+                let socket = if ip.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await?
+            }
+            None => TcpStream::connect(addr).await?,
+        };
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n{headers}\r\n"
         );
         stream.write_all(request.as_bytes()).await?;
         Ok(Self {

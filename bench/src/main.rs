@@ -10,8 +10,8 @@
 //!     [--quick] [--mongodb-pid PID] [--seed-python PY --seed-script bench/peers/seed_sanic.py] \
 //!     [--nginx /usr/sbin/nginx --nchan-conf bench/peers/nchan.conf --nchan-module SO] \
 //!     [--seed-unavailable WHY] [--nchan-unavailable WHY] [--work-dir DIR] [--out FILE] \
-//!     [--only many,h2mem,fanout,burst,replay,redact,idle,push,growth,index] [--fanout-viewers 1,100]
-//!     [--connect-concurrency N]
+//!     [--only many,h2mem,fanout,burst,replay,redact,idle,push,growth,index,storm,storm100,idle100k] \
+//!     [--fanout-viewers 1,100] [--connect-concurrency N] [--storm-viewers 2000,10000] [--idle-streams 100000]
 //! ```
 //!
 //! The MongoDB server should be one started for the run: the suite writes into database
@@ -22,9 +22,11 @@ mod client;
 mod h2c;
 mod procs;
 mod report;
+mod scale;
 mod scenarios;
 mod sections;
 mod startup;
+mod storm;
 mod systems;
 
 use std::path::PathBuf;
@@ -90,7 +92,10 @@ struct Args {
         long,
         value_name = "GROUPS",
         value_delimiter = ',',
-        value_parser = ["many", "h2mem", "fanout", "burst", "replay", "redact", "idle", "push", "growth", "index"]
+        value_parser = [
+            "many", "h2mem", "fanout", "burst", "replay", "redact", "idle", "push", "growth", "index", "storm",
+            "storm100", "idle100k"
+        ]
     )]
     only: Vec<String>,
     /// Fan-out sizes to run (all of the plan's when not given), comma-separated: `1` measures
@@ -100,6 +105,12 @@ struct Args {
     /// How many viewers connect at the same time.
     #[arg(long, value_name = "N", default_value_t = 256)]
     connect_concurrency: usize,
+    /// Viewer counts of the reconnect storm (`--only storm`), instead of the plan's.
+    #[arg(long, value_name = "N,..", value_delimiter = ',')]
+    storm_viewers: Vec<usize>,
+    /// Streams of `--only idle100k`, instead of 100,000 (a smaller run checks the setup).
+    #[arg(long, value_name = "N")]
+    idle_streams: Option<usize>,
 }
 
 fn default_work_dir() -> PathBuf {
@@ -134,6 +145,12 @@ struct Plan {
     burst_window: Duration,
     /// Index at start: lines of each collection (in lines/100 logs) a fresh sse-logs starts on.
     index_lines: Vec<usize>,
+    /// Reconnect storms (issue 26): viewers of one log of `storm_lines` lines; then 100 logs of
+    /// `storm100_lines` lines with 100 viewers each; and idle streams on one process.
+    storm_viewers: Vec<usize>,
+    storm_lines: usize,
+    storm100_lines: usize,
+    idle_streams: usize,
 }
 
 impl Plan {
@@ -159,6 +176,10 @@ impl Plan {
                 burst_before: Duration::from_secs(1),
                 burst_window: Duration::from_secs(5),
                 index_lines: vec![50_000, 100_000],
+                storm_viewers: vec![2000],
+                storm_lines: 20_000,
+                storm100_lines: 2000,
+                idle_streams: 100_000,
             }
         } else {
             Self {
@@ -181,6 +202,10 @@ impl Plan {
                 burst_before: Duration::from_secs(2),
                 burst_window: Duration::from_secs(10),
                 index_lines: vec![100_000, 250_000, 500_000, 1_000_000],
+                storm_viewers: vec![2000, 10_000],
+                storm_lines: 20_000,
+                storm100_lines: 2000,
+                idle_streams: 100_000,
             }
         }
     }
@@ -221,6 +246,12 @@ async fn run(args: Args) -> Result<(), String> {
         plan.fanout.retain(|(viewers, _)| args.fanout_viewers.contains(viewers));
         plan.seed_fanout.retain(|(viewers, _)| args.fanout_viewers.contains(viewers));
     }
+    if !args.storm_viewers.is_empty() {
+        plan.storm_viewers.clone_from(&args.storm_viewers);
+    }
+    if let Some(n) = args.idle_streams {
+        plan.idle_streams = n.max(1);
+    }
     std::fs::create_dir_all(&args.work).map_err(|e| format!("{}: {e}", args.work.display()))?;
     let mut report = Report::default();
     let most = plan.many_logs.max(plan.burst_streams).max(plan.fanout.iter().map(|f| f.0).max().unwrap_or(0));
@@ -260,7 +291,18 @@ async fn run(args: Args) -> Result<(), String> {
     if wanted("index") {
         startup::index(&ctx, &plan.index_lines, launch, &mut report).await;
     }
-    if args.only.iter().all(|g| g == "index") && !args.only.is_empty() {
+    // Issue 26's scale rows, each in a fresh process of its own.
+    if wanted("storm") {
+        scale::storm(&ctx, &plan, launch, &mut report).await;
+    }
+    if wanted("storm100") {
+        scale::storm100(&ctx, &plan, launch, &mut report).await;
+    }
+    if wanted("idle100k") {
+        scale::idle100k(&ctx, &plan, launch, &mut report).await;
+    }
+    let own_process = ["index", "storm", "storm100", "idle100k"];
+    if args.only.iter().all(|g| own_process.contains(&g.as_str())) && !args.only.is_empty() {
         return finish(&args, &plan, begun, &load_before, &report);
     }
 
@@ -359,8 +401,9 @@ fn finish(
     report: &Report,
 ) -> Result<(), String> {
     let mode = if args.quick { "quick" } else { "full" };
-    // The index group starts once per size, whatever the plan's repeats.
-    let index_only = !args.only.is_empty() && args.only.iter().all(|g| g == "index");
+    // The index group starts once per size, and the scale rows run once, whatever the plan's repeats.
+    let once = ["index", "storm", "storm100", "idle100k"];
+    let index_only = !args.only.is_empty() && args.only.iter().all(|g| once.contains(&g.as_str()));
     let runs = if plan.runs == 1 || index_only {
         "One run per figure".to_owned()
     } else {
@@ -437,6 +480,8 @@ mod tests {
         assert_eq!(args.work, std::env::temp_dir().join(format!("sse-logs-bench-{}", std::process::id())));
         assert!(args.only.is_empty());
         assert!(args.fanout_viewers.is_empty());
+        assert!(args.storm_viewers.is_empty());
+        assert_eq!(args.idle_streams, None);
         assert_eq!(args.connect_concurrency, 256);
     }
 
@@ -467,11 +512,15 @@ mod tests {
             "--out",
             "o.md",
             "--only",
-            "fanout,replay,growth,h2mem,burst,redact,index",
+            "fanout,replay,growth,h2mem,burst,redact,index,storm,storm100,idle100k",
             "--connect-concurrency",
             "8",
             "--fanout-viewers",
             "1,100",
+            "--storm-viewers",
+            "2000,10000",
+            "--idle-streams",
+            "5000",
         ];
         let args = Args::try_parse_from(REQUIRED.into_iter().chain(more)).unwrap();
         assert!(args.quick);
@@ -486,7 +535,15 @@ mod tests {
         assert_eq!(args.nchan_unavailable.as_deref(), Some("no nginx"));
         assert_eq!(args.work, PathBuf::from("w"));
         assert_eq!(args.out, Some(PathBuf::from("o.md")));
-        assert_eq!(args.only, ["fanout", "replay", "growth", "h2mem", "burst", "redact", "index"]);
+        assert_eq!(
+            args.only,
+            [
+                "fanout", "replay", "growth", "h2mem", "burst", "redact", "index", "storm", "storm100",
+                "idle100k"
+            ]
+        );
+        assert_eq!(args.storm_viewers, [2000, 10_000]);
+        assert_eq!(args.idle_streams, Some(5000));
         assert_eq!(args.connect_concurrency, 8);
         assert_eq!(args.fanout_viewers, [1, 100]);
     }

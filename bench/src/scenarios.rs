@@ -1,6 +1,6 @@
 //! The measurements. Every loop is bounded in count and in time; every viewer is a raw SSE client.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -53,7 +53,7 @@ pub enum Peer<'a> {
 }
 
 impl Peer<'_> {
-    fn addr(&self) -> SocketAddr {
+    pub fn addr(&self) -> SocketAddr {
         match self {
             Peer::SseLogs(s) => s.addr,
             Peer::Seed(s) => s.addr,
@@ -123,7 +123,7 @@ impl Peer<'_> {
 
 /// Waits until `streams` streams of sse-logs are subscribed to its hub (its metric) and
 /// MongoDB has run their backlog `find`s since `before`.
-async fn wait_live(
+pub async fn wait_live(
     ctx: &Ctx,
     sse: &SseLogs,
     streams: usize,
@@ -145,13 +145,13 @@ async fn wait_live(
 }
 
 /// A latency sample: (line sequence number, microseconds from send to receipt).
-type Sample = (u32, u32);
+pub type Sample = (u32, u32);
 
-fn stamp(seq: usize) -> String {
+pub fn stamp(seq: usize) -> String {
     format!("{seq} {} {PAD}", now_ns())
 }
 
-fn parse_stamp(data: &[u8]) -> Option<(usize, u64)> {
+pub fn parse_stamp(data: &[u8]) -> Option<(usize, u64)> {
     let text = std::str::from_utf8(data).ok()?;
     let mut words = text.split_ascii_whitespace();
     Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
@@ -177,20 +177,20 @@ impl Dist {
 }
 
 /// Viewers that record stamped lines.
-struct Viewers {
+pub struct Viewers {
     handles: Vec<JoinHandle<Result<Vec<Sample>, String>>>,
     /// Viewers whose response head arrived (or, for a server that sends it late, whose request
     /// was sent).
     ready: Arc<AtomicUsize>,
     failed: Arc<AtomicUsize>,
     /// Receipts per line sequence number.
-    counts: Arc<Vec<AtomicU32>>,
+    pub counts: Arc<Vec<AtomicU32>>,
 }
 
 impl Viewers {
     /// Waits until all `viewers` are connected and the peer has subscribed them; on failure the
     /// group is stopped.
-    async fn ready(
+    pub async fn ready(
         self,
         ctx: &Ctx,
         peer: Peer<'_>,
@@ -212,10 +212,24 @@ impl Viewers {
 
     /// One task per path; a task ends at `[DONE]`, at the end of the response, after
     /// `stop_after` samples, or after `limit`.
-    fn spawn(
+    pub fn spawn(
         ctx: &Ctx,
         peer: Peer<'_>,
         paths: Vec<String>,
+        lines: usize,
+        stop_after: Option<usize>,
+        limit: Duration,
+    ) -> Self {
+        Self::spawn_from(ctx, peer, paths, &[], lines, stop_after, limit)
+    }
+
+    /// [`Viewers::spawn`], the viewers spread over the source addresses `sources` (none: the
+    /// system's choice), to open more streams than one address has ports.
+    pub fn spawn_from(
+        ctx: &Ctx,
+        peer: Peer<'_>,
+        paths: Vec<String>,
+        sources: &[IpAddr],
         lines: usize,
         stop_after: Option<usize>,
         limit: Duration,
@@ -229,13 +243,15 @@ impl Viewers {
         let gate = Arc::new(Semaphore::new(ctx.connect_concurrency));
         let handles = paths
             .into_iter()
-            .map(|path| {
+            .enumerate()
+            .map(|(i, path)| {
                 let (ready, failed, counts, gate) =
                     (ready.clone(), failed.clone(), counts.clone(), gate.clone());
+                let from = (!sources.is_empty()).then(|| sources[i % sources.len()]);
                 tokio::spawn(async move {
                     let permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
                     let opened = tokio::time::timeout(Duration::from_secs(60), async {
-                        let mut client = SseClient::connect(addr, &path).await?;
+                        let mut client = SseClient::connect_with(addr, &path, from, "").await?;
                         if head_first {
                             client.read_head().await?;
                         }
@@ -280,7 +296,7 @@ impl Viewers {
         Self { handles, ready, failed, counts }
     }
 
-    async fn wait_connected(&self, limit: Duration) -> Result<(), String> {
+    pub async fn wait_connected(&self, limit: Duration) -> Result<(), String> {
         let want = self.handles.len();
         let deadline = Instant::now() + limit;
         loop {
@@ -296,7 +312,7 @@ impl Viewers {
     }
 
     /// Waits until line `seq` reached every viewer (or `limit`); returns how many lack it.
-    async fn wait_line(&self, seq: usize, limit: Duration) -> usize {
+    pub async fn wait_line(&self, seq: usize, limit: Duration) -> usize {
         let want = self.handles.len();
         let deadline = Instant::now() + limit;
         loop {
@@ -309,7 +325,7 @@ impl Viewers {
     }
 
     /// Collects every viewer's samples, aborting those still running after `limit`.
-    async fn join(self, limit: Duration) -> Vec<Vec<Sample>> {
+    pub async fn join(self, limit: Duration) -> Vec<Vec<Sample>> {
         let deadline = tokio::time::Instant::now() + limit;
         let mut all = Vec::with_capacity(self.handles.len());
         for mut handle in self.handles {
@@ -325,7 +341,7 @@ impl Viewers {
         all
     }
 
-    fn abort(self) {
+    pub fn abort(self) {
         for handle in self.handles {
             handle.abort();
         }
@@ -401,7 +417,8 @@ pub struct ManyLogs {
     pub connect_secs: f64,
 }
 
-pub async fn many_logs(ctx: &Ctx, sse: &SseLogs, n: usize) -> Result<ManyLogs, String> {
+/// `sources`: the source addresses to spread the streams over (none: the system's choice).
+pub async fn many_logs(ctx: &Ctx, sse: &SseLogs, n: usize, sources: &[IpAddr]) -> Result<ManyLogs, String> {
     let pid = sse.child.pid();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before_kib = procs::rss_kib(pid).ok_or("no VmRSS")?;
@@ -411,7 +428,7 @@ pub async fn many_logs(ctx: &Ctx, sse: &SseLogs, n: usize) -> Result<ManyLogs, S
     let paths = ids.iter().map(|id| peer.stream_path("many", id)).collect();
     let before = Counters::read(&ctx.mongo).await?;
     let started = Instant::now();
-    let group = Viewers::spawn(ctx, peer, paths, 1, Some(1), Duration::from_secs(600));
+    let group = Viewers::spawn_from(ctx, peer, paths, sources, 1, Some(1), Duration::from_secs(600));
     let group = group.ready(ctx, peer, n, &before).await?;
     let connect_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -22,7 +22,7 @@ pub struct Launch<'a> {
 }
 
 impl Launch<'_> {
-    async fn start(&self, ctx: &Ctx, name: &str, env: &[(&str, &str)]) -> Result<SseLogs, String> {
+    pub async fn start(&self, ctx: &Ctx, name: &str, env: &[(&str, &str)]) -> Result<SseLogs, String> {
         let log = self.work.join(format!("sse-logs-{name}.log"));
         SseLogs::start(self.bin, self.uri, DATABASE, &log, &ctx.http, env).await
     }
@@ -78,7 +78,7 @@ pub async fn many(ctx: &Ctx, plan: &Plan, launch: Launch<'_>, h2: bool, report: 
                 let r = if h2 {
                     scenarios::many_logs_h2(ctx, &sse, n, conns).await
                 } else {
-                    scenarios::many_logs(ctx, &sse, n).await
+                    scenarios::many_logs(ctx, &sse, n, &[]).await
                 };
                 drop(sse);
                 r

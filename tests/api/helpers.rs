@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::mongo_proxy::MongoProxy;
 use bson::{doc, Bson, Document};
 use bytes::{Buf, BytesMut};
 use futures_util::StreamExt;
@@ -77,6 +78,20 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 pub async fn spawn_app_against(uri: &str, overrides: &[(&str, &str)], wait_live: bool) -> TestApp {
     let database = format!("test_{}", uuid::Uuid::new_v4().simple());
     spawn_on(uri.to_owned(), database, overrides, true, wait_live).await
+}
+
+/// Spawns the app with its MongoDB traffic going through a proxy that counts commands by name
+/// (tests/api/mongo_proxy.rs). The test's own writes (`app.logs`) go to MongoDB directly, so
+/// the proxy counts what the service asks for and nothing else.
+pub async fn spawn_app_counting(overrides: &[(&str, &str)]) -> (TestApp, MongoProxy) {
+    let direct = mongodb_uri();
+    let proxy = MongoProxy::start(&direct).await;
+    let database = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let mut app = spawn_on(proxy.uri(), database, overrides, true, true).await;
+    let client = Client::with_uri_str(&direct).await.expect("test client");
+    app.logs = client.database(&app.database).collection("sse_logs");
+    app.uri = direct;
+    (app, proxy)
 }
 
 async fn spawn_on(
