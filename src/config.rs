@@ -36,6 +36,25 @@ pub struct Settings {
     pub redact: RedactSettings,
     /// `[shutdown]`
     pub shutdown: ShutdownSettings,
+    /// `[window]`
+    pub window: WindowSettings,
+}
+
+/// `[window]`: each followed log's recent lines, kept in memory so that viewers coming back
+/// (a reconnect storm) resume without reading MongoDB each.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSettings {
+    /// Bytes of one log's recent lines kept (0: no windows).
+    pub bytes_per_log: usize,
+    /// Bytes of all windows together.
+    pub bytes: usize,
+}
+
+impl Default for WindowSettings {
+    fn default() -> Self {
+        Self { bytes_per_log: 1 << 20, bytes: 64 << 20 }
+    }
 }
 
 /// `[shutdown]`: how a stopping process lets its viewers go.
@@ -276,6 +295,7 @@ impl Default for Limits {
 /// Every default, written once; the embedding API's builder starts from the same values.
 fn defaults(builder: Builder) -> Result<Builder, config::ConfigError> {
     let (sse, limits, index) = (SseSettings::default(), Limits::default(), IndexSettings::default());
+    let window = WindowSettings::default();
     builder
         .set_default("http.bind", "127.0.0.1:8080")?
         .set_default("http.header_read_timeout_secs", 10)?
@@ -300,7 +320,9 @@ fn defaults(builder: Builder) -> Result<Builder, config::ConfigError> {
         .set_default("shutdown.drain_secs", ShutdownSettings::DEFAULT_DRAIN_SECS)?
         .set_default("index.window_days", index.window_days)?
         .set_default("index.max_logs", u64::try_from(index.max_logs).unwrap_or(u64::MAX))?
-        .set_default("index.idle_after_secs", index.idle_after_secs)
+        .set_default("index.idle_after_secs", index.idle_after_secs)?
+        .set_default("window.bytes_per_log", u64::try_from(window.bytes_per_log).unwrap_or(u64::MAX))?
+        .set_default("window.bytes", u64::try_from(window.bytes).unwrap_or(u64::MAX))
 }
 
 type Builder = config::builder::ConfigBuilder<config::builder::DefaultState>;
@@ -384,6 +406,9 @@ impl Settings {
         }
         if self.index.idle_after_secs == 0 {
             return invalid("index.idle_after_secs", "must be at least 1");
+        }
+        if self.window.bytes_per_log > self.window.bytes {
+            return invalid("window.bytes_per_log", "must be at most window.bytes");
         }
         if self.index.window_days > 36_500 {
             return invalid("index.window_days", "must be at most 36500");

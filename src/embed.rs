@@ -13,7 +13,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use crate::access::{AccessCheck, AllowAll};
-use crate::config::{IndexSettings, Limits, MongoSettings, SseSettings};
+use crate::config::{IndexSettings, Limits, MongoSettings, SseSettings, WindowSettings};
 use crate::hub::Hub;
 use crate::index::{self, Index};
 use crate::metrics::Metrics;
@@ -40,6 +40,7 @@ pub struct LogStreamsBuilder {
     limits: Limits,
     stall_after: Duration,
     index: IndexSettings,
+    window: WindowSettings,
     access: Box<dyn AccessCheck>,
     allowed_origins: Vec<String>,
     redact: Redactor,
@@ -89,6 +90,7 @@ impl LogStreams {
             limits: Limits::default(),
             stall_after: Duration::from_secs(MongoSettings::DEFAULT_STALL_SECS),
             index: IndexSettings::default(),
+            window: WindowSettings::default(),
             access: Box::new(AllowAll),
             allowed_origins: Vec::new(),
             redact: Redactor::default(),
@@ -196,6 +198,13 @@ impl LogStreamsBuilder {
         self
     }
 
+    /// How many bytes of each followed log's recent lines are kept in memory, and of all logs
+    /// together (default 1 MiB and 64 MiB): viewers that come back resume from there.
+    pub fn window(mut self, settings: WindowSettings) -> Self {
+        self.window = WindowSettings { bytes: settings.bytes.max(settings.bytes_per_log), ..settings };
+        self
+    }
+
     /// Secrets that never leave the service: matches become `***` in every line served (every
     /// route and format, lines written straight into MongoDB included) and in every line appended
     /// through it, before it is stored. Default: none.
@@ -245,7 +254,8 @@ impl LogStreamsBuilder {
         };
         self.metrics.max_streams.set(i64::try_from(self.limits.max_streams).unwrap_or(i64::MAX));
         let index = Index::new(self.index);
-        let hub = Hub::new(self.metrics.clone(), index.clone());
+        let bounds = crate::hub::Bounds { per_log: self.window.bytes_per_log, total: self.window.bytes };
+        let hub = Hub::new(self.metrics.clone(), index.clone(), bounds);
         tokio::spawn(hub.clone().run(store.clone(), self.shutdown.clone()));
         tokio::spawn(index::run(index.clone(), store.clone(), self.shutdown.clone()));
         let service = Service {

@@ -5,6 +5,9 @@
 //! and catches up from MongoDB by `_id` before it subscribes again, so nothing is lost and a slow
 //! browser never holds memory or delays the others. When the change stream fails it is reopened
 //! from its resume token; when resuming is impossible every subscriber is dropped the same way.
+//!
+//! It also keeps each followed log's recent lines with their positions (`window.rs`), so that
+//! viewers coming back together resume from memory after one read of the log.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,6 +19,11 @@ use mongodb::change_stream::event::ResumeToken;
 use mongodb::error::ErrorKind;
 use tokio::sync::{mpsc, watch};
 
+mod window;
+
+use window::{Begin, Windows};
+pub(crate) use window::{Bounds, WindowLine};
+
 use crate::backoff::Backoff;
 use crate::event::Live;
 use crate::index::{Index, Insert};
@@ -26,6 +34,9 @@ use crate::store::{Change, Inserts, Store};
 
 /// A subscriber's end of its queue of lines.
 type Queue = mpsc::Sender<Arc<Live>>;
+
+/// The most lines one read of a log's end gives its window.
+const WINDOW_READ: u64 = 1000;
 
 /// Events a subscriber may have queued before it is considered slow.
 const QUEUE_CAPACITY: usize = 1024;
@@ -56,6 +67,7 @@ struct State {
     /// the resume token); a subscriber's de-duplication window starts from it.
     caught_up_at: SystemTime,
     subscribers: HashMap<LogKey, Vec<(u64, Queue)>>,
+    windows: Windows,
 }
 
 /// A subscriber's queue, removed from the hub when dropped.
@@ -82,11 +94,16 @@ impl Drop for Subscription {
 }
 
 impl Hub {
-    pub fn new(metrics: Arc<Metrics>, index: Index) -> Self {
+    pub fn new(metrics: Arc<Metrics>, index: Index, bounds: Bounds) -> Self {
         let (live, _) = watch::channel(false);
+        let state = State {
+            caught_up_at: SystemTime::now(),
+            subscribers: HashMap::new(),
+            windows: Windows::new(bounds),
+        };
         Self {
             shared: Arc::new(Shared {
-                state: Mutex::new(State { caught_up_at: SystemTime::now(), subscribers: HashMap::new() }),
+                state: Mutex::new(state),
                 live,
                 last_answer: Mutex::new(Instant::now()),
                 resumable: AtomicBool::new(false),
@@ -116,6 +133,68 @@ impl Hub {
         Some(Subscription { events: rx, horizon, hub: self.clone(), key: key.clone(), id })
     }
 
+    /// Joins the subscribers of `key` and takes, in the same step, the lines after position
+    /// `from` that the log's window holds; `None` for the lines when the window does not reach
+    /// back that far (or there is none). `None` while the change stream is not running.
+    pub fn subscribe_from(&self, key: &LogKey, from: u64) -> Option<(Subscription, Option<Vec<WindowLine>>)> {
+        let subscription = self.subscribe(key)?;
+        let lines = self.lock().windows.after(key, from);
+        Some((subscription, lines))
+    }
+
+    /// Makes sure `key` has a window of recent lines if it can: one read of the log's last lines,
+    /// shared by every caller that asks meanwhile (the others wait for it).
+    pub async fn ensure_window(&self, store: &Store, key: &LogKey) {
+        if !self.is_live() {
+            return;
+        }
+        let Some(begin) = self.lock().windows.begin(key) else { return };
+        match begin {
+            Begin::Ready => {}
+            Begin::Wait(mut done) => {
+                let _ = done.wait_for(|done| *done).await;
+            }
+            Begin::Fill => {
+                // A task of its own: the viewer that started it may leave; others wait on it.
+                let (hub, store, key) = (self.clone(), store.clone(), key.clone());
+                let _ = tokio::spawn(async move { hub.fill_window(&store, &key).await }).await;
+            }
+        }
+    }
+
+    async fn fill_window(&self, store: &Store, key: &LogKey) {
+        let read = async {
+            let Some(last) = store.last(key).await? else { return Ok(None) };
+            let recent = store.recent(key, last.oid, WINDOW_READ).await?;
+            Ok::<_, mongodb::error::Error>(Some((last, recent)))
+        };
+        let read = read.await;
+        let mut state = self.lock();
+        match read {
+            Ok(Some((last, recent))) => {
+                let lines = recent
+                    .into_iter()
+                    .filter_map(|stored| match stored {
+                        crate::store::Stored::Line(line) => Some(line),
+                        crate::store::Stored::Unreadable => None,
+                    })
+                    .collect();
+                state.windows.finish(key, lines, last.position);
+            }
+            Ok(None) => state.windows.fail(key),
+            Err(err) => {
+                tracing::warn!(error = %err, log_type = %key.log_type, id = %key.id, "reading a log's last lines failed; its viewers read MongoDB themselves");
+                state.windows.fail(key);
+            }
+        }
+    }
+
+    /// Whether `key` has ended, as its window knows it (`Some(Some(position of [DONE]))`,
+    /// `Some(None)`: not ended); `None` without a window.
+    pub fn known_end(&self, key: &LogKey) -> Option<Option<u64>> {
+        self.lock().windows.end(key)
+    }
+
     pub fn is_live(&self) -> bool {
         *self.shared.live.borrow()
     }
@@ -140,6 +219,7 @@ impl Hub {
 
     fn dispatch(&self, key: &LogKey, event: Arc<Live>) {
         let mut state = self.lock();
+        state.windows.heard(key, &event);
         let Some(list) = state.subscribers.get_mut(key) else {
             return;
         };
@@ -188,6 +268,7 @@ impl Hub {
             self.shared.metrics.resyncs.inc();
         }
         state.subscribers.clear();
+        state.windows.clear();
     }
 
     /// Follows the collection's change stream until shutdown. Never fails: errors are logged,

@@ -27,6 +27,7 @@ pub(crate) struct Metrics {
     pub resyncs: IntCounter,
     /// Subscribers dropped for a full queue, then caught up from MongoDB.
     pub slow_client_catch_ups: IntCounter,
+    pub window_resumes: IntCounter,
     /// Logs deleted by the retention task.
     pub retention_logs_deleted: IntCounter,
     /// Passes of the retention task.
@@ -130,6 +131,10 @@ impl Metrics {
             slow_client_catch_ups: counter(
                 "sse_logs_slow_client_catch_ups_total",
                 "Subscribers dropped for a full queue, then caught up from MongoDB.",
+            ),
+            window_resumes: counter(
+                "sse_logs_window_resumes_total",
+                "Streams that resumed from a log's window of recent lines, without reading MongoDB.",
             ),
             retention_logs_deleted: counter(
                 "sse_logs_retention_logs_deleted_total",

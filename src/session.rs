@@ -23,7 +23,7 @@ use tracing::Instrument;
 use crate::backoff::Backoff;
 use crate::emit::{emitted, Emitted, Emitter};
 use crate::event::{Event, Line};
-use crate::hub::Subscription;
+use crate::hub::{Subscription, WindowLine};
 use crate::log::{LogKey, LogLine};
 use crate::service::Service;
 use crate::store::{LineCursor, Stored};
@@ -101,8 +101,11 @@ impl Session {
                     Box::pin(self.catch_up(SystemTime::now())).await?;
                     return Err(Break::Finished);
                 }
-                let mut subscription = self.subscribe().await;
-                Box::pin(self.catch_up(subscription.horizon)).await?;
+                let (mut subscription, window) = self.subscribe().await;
+                match window {
+                    Some(lines) => self.give_window(lines).await?,
+                    None => Box::pin(self.catch_up(subscription.horizon)).await?,
+                }
                 self.follow(&mut subscription).await
             };
             match step.await {
@@ -118,16 +121,43 @@ impl Session {
         tracing::debug!(log_type = %self.key.log_type, id = %self.key.id, position = self.pos, "stream ended");
     }
 
-    /// Waits until the hub is live, then subscribes.
-    async fn subscribe(&mut self) -> Subscription {
-        let mut live = self.service.hub.watch_live();
+    /// Waits until the hub is live, then subscribes. A viewer that comes back (its first
+    /// subscription, from a position) takes the lines after it from the log's window of recent
+    /// lines in the same step, when the window reaches back that far.
+    async fn subscribe(&mut self) -> (Subscription, Option<Vec<WindowLine>>) {
+        let hub = &self.service.hub;
+        let resuming = self.last.is_none() && self.from > 0;
+        let mut live = hub.watch_live();
         loop {
-            if let Some(subscription) = self.service.hub.subscribe(&self.key) {
-                return subscription;
+            let joined = if resuming {
+                hub.ensure_window(&self.service.store, &self.key).await;
+                hub.subscribe_from(&self.key, self.from)
+            } else {
+                hub.subscribe(&self.key).map(|subscription| (subscription, None))
+            };
+            if let Some(joined) = joined {
+                return joined;
             }
             // The hub outlives every stream, so its sender never goes away.
             let _ = live.changed().await;
         }
+    }
+
+    /// Gives the window's lines after the client's position: no MongoDB read. Those the hub may
+    /// still dispatch are remembered, so the queue does not give them again.
+    async fn give_window(&mut self, lines: Vec<WindowLine>) -> Result<(), Break> {
+        self.service.metrics.window_resumes.inc();
+        self.pos = self.from;
+        for (n, live, may_come_again) in lines {
+            debug_assert_eq!(n, self.pos + 1, "a window's positions follow each other");
+            if may_come_again {
+                self.seen.insert(live.oid);
+            }
+            if self.consume(&live) {
+                self.give(Line::Live(live)).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Gives what the client lacks, read from MongoDB with one cursor.

@@ -67,6 +67,7 @@ impl Application {
             .max_body_bytes(settings.limits.max_body_bytes)
             .stall_after(Duration::from_secs(settings.mongodb.change_stream_stall_secs))
             .index(settings.index.clone())
+            .window(settings.window)
             .access(access)
             .allowed_origins(settings.cors.allowed_origins.clone())
             .redact(redactor)

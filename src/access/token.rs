@@ -5,7 +5,6 @@
 //! Claims: `exp` (required), `nbf` (optional), `logs` (what may be read) and `write` (what may be
 //! appended), each a list of `type:id`, `type:*` or `*`.
 
-
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use warp::http::HeaderMap;

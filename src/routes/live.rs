@@ -95,6 +95,14 @@ pub(super) fn no_content() -> Response {
 /// True when the client already has the `[DONE]` line. A failed or slow check opens the stream
 /// anyway: the session itself waits out a MongoDB outage with keep-alives.
 pub(super) async fn already_ended(state: &SharedState, key: &LogKey, from: u64) -> bool {
+    // A log being followed is answered from its window: a storm of reconnects costs one read.
+    let service = &state.service;
+    let window = tokio::time::timeout(DONE_CHECK_TIMEOUT, service.hub.ensure_window(&service.store, key));
+    if window.await.is_ok() {
+        if let Some(end) = service.hub.known_end(key) {
+            return end.is_some_and(|done| from >= done);
+        }
+    }
     match tokio::time::timeout(DONE_CHECK_TIMEOUT, state.service.store.done_position(key)).await {
         Ok(Ok(done)) => done.is_some_and(|done| from >= done),
         Ok(Err(err)) => {

@@ -218,7 +218,7 @@ impl Store {
         let last = match last {
             Some(last) if still_checked => Some(last),
             Some(last) if !last.shared && self.written_before_by_another(key, last.oid).await? => {
-                Some(Last { position: self.count(key).await?, shared: true, ..last })
+                Some(Last { position: self.position_of(key, last.oid).await?, shared: true, ..last })
             }
             last => last,
         };
@@ -254,10 +254,23 @@ impl Store {
         };
         let (position, shared) = match stored {
             Some(position) => (position, false),
-            None => (self.count(key).await?, true),
+            None => (self.position_of(key, oid).await?, true),
         };
         let done = document.get_str("log").is_ok_and(|text| text == DONE);
         Ok(Some(Last { oid, position, done, shared }))
+    }
+}
+
+impl Store {
+    /// The position of the line at `oid`: the documents of the log up to it. Not the whole
+    /// log's count, which also counts lines another writer adds between the two questions.
+    async fn position_of(&self, key: &LogKey, oid: ObjectId) -> Result<u64> {
+        let mut total = 0;
+        for mut filter in key.exact_filters() {
+            filter.insert("_id", doc! { "$lte": oid });
+            total += self.count_matching(filter).await?;
+        }
+        Ok(total)
     }
 }
 

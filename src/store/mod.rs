@@ -299,13 +299,8 @@ impl Store {
             .collect())
     }
 
-    /// How many documents (line positions) the log has.
-    pub async fn count(&self, key: &LogKey) -> Result<u64> {
-        self.count_matching(key.filter()).await
-    }
-
     /// How many documents match `filter`.
-    async fn count_matching(&self, filter: Document) -> Result<u64> {
+    pub(super) async fn count_matching(&self, filter: Document) -> Result<u64> {
         self.query(|logs| async move { logs.count_documents(filter).await }).await
     }
 

@@ -1,6 +1,7 @@
 //! Reading a log by position, for the snapshot route, `tail` and `push`'s look-ups: a window
-//! from a position, or the last positions of the log.
+//! from a position, the last positions of the log, or the recent lines a hub window starts from.
 
+use bson::oid::ObjectId;
 use bson::{doc, Document};
 use mongodb::error::Result;
 use mongodb::Collection;
@@ -103,5 +104,32 @@ impl Store {
             }
         }
         Ok((from, page))
+    }
+
+    /// The log's newest `k` documents up to `upto` (its last line, as [`Store::last`] found it),
+    /// oldest first: what a window of recent lines starts from. One query per stored form of the
+    /// id (never an `$in` next to an `_id` range).
+    pub async fn recent(&self, key: &LogKey, upto: ObjectId, k: u64) -> Result<Vec<Stored>> {
+        let mut found: Vec<(ObjectId, Stored)> = Vec::new();
+        for mut filter in key.exact_filters() {
+            filter.insert("_id", doc! { "$lte": upto });
+            let find = |logs: Collection<Document>| async move {
+                logs.find(filter)
+                    .sort(doc! { "_id": -1 })
+                    .limit(i64::try_from(k).unwrap_or(i64::MAX))
+                    .projection(super::line_fields())
+                    .batch_size(BATCH_SIZE)
+                    .await
+            };
+            let mut cursor = self.cursor(self.query(find).await?);
+            while let Some(stored) = cursor.next().await? {
+                // An unreadable document has no ObjectId: it ends the window's reach backwards.
+                let Stored::Line(line) = &stored else { break };
+                found.push((line.oid, stored));
+            }
+        }
+        found.sort_by_key(|(oid, _)| *oid);
+        let skip = found.len().saturating_sub(usize::try_from(k).unwrap_or(usize::MAX));
+        Ok(found.into_iter().skip(skip).map(|(_, stored)| stored).collect())
     }
 }

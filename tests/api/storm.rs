@@ -21,7 +21,6 @@ fn lines(from: usize, to: usize) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 26: positions in memory not built yet"]
 async fn a_thousand_viewers_resuming_at_once_get_every_line_once_for_a_handful_of_mongodb_reads() {
     let (app, proxy) = spawn_app_counting(&[]).await;
     let app = Arc::new(app);

@@ -1,0 +1,265 @@
+//! Each followed log's recent lines with their positions, kept by the hub: how a reconnect
+//! storm costs MongoDB one read per log instead of one per viewer.
+//!
+//! A window starts from one read of the log's last lines (its positions counted back from the
+//! last line's, which the store knows exactly) while the hub records what it hears meanwhile;
+//! the heard lines that the read did not see follow in the order heard. From then on every
+//! insert the hub dispatches is appended with the next position, under the same lock as the
+//! dispatch, so a viewer that subscribes and takes the window's lines after its position in one
+//! step gets every line once: what it took, then its queue. A line heard out of `_id` order
+//! (another writer's clock) would make positions guesses, so it drops the window; so does a
+//! resync. A window outlives its viewers (they come back in a storm after all leaving at once),
+//! kept current by the change stream at no MongoDB cost, until the bound in bytes per log and
+//! in all makes room for another: the windows of ended logs go first.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use bson::oid::ObjectId;
+use tokio::sync::watch;
+
+use crate::event::Live;
+use crate::log::{LogKey, LogLine};
+
+/// What a line is taken to cost in memory, beyond its text.
+const LINE_OVERHEAD: usize = 160;
+
+/// The bounds of the windows (`window.bytes_per_log`, `window.bytes`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    pub per_log: usize,
+    pub total: usize,
+}
+
+#[derive(Debug)]
+pub(super) struct Windows {
+    logs: HashMap<LogKey, Slot>,
+    bytes: usize,
+    bounds: Bounds,
+}
+
+#[derive(Debug)]
+enum Slot {
+    /// A read of the log's last lines is under way; what the hub hears meanwhile waits here.
+    Filling {
+        heard: Vec<Arc<Live>>,
+        bytes: usize,
+        done: watch::Sender<bool>,
+    },
+    Ready(Window),
+}
+
+/// Positions `first..next` of one log, the newest last; each line says whether the hub has
+/// dispatched it yet (a line the read found may still be on its way through the change stream).
+#[derive(Debug)]
+struct Window {
+    lines: VecDeque<(Arc<Live>, bool)>,
+    first: u64,
+    last_oid: ObjectId,
+    bytes: usize,
+    /// The position of its `[DONE]`, once heard or read.
+    ended: Option<u64>,
+}
+
+impl Window {
+    fn next(&self) -> u64 {
+        self.first + self.lines.len() as u64
+    }
+}
+
+/// A line a viewer at a position gets from a window: its position, the line, and whether the
+/// hub may still dispatch it (then the viewer's queue can hold it again).
+pub(crate) type WindowLine = (u64, Arc<Live>, bool);
+
+/// Where a caller stands with a log's window.
+#[derive(Debug)]
+pub(crate) enum Begin {
+    /// There is one.
+    Ready,
+    /// The caller reads the log's last lines, then calls `finish` (or `fail`).
+    Fill,
+    /// Another caller is reading: wait until this says `true`.
+    Wait(watch::Receiver<bool>),
+}
+
+fn cost(line: &LogLine) -> usize {
+    line.text.len() + LINE_OVERHEAD
+}
+
+impl Windows {
+    pub fn new(bounds: Bounds) -> Self {
+        Self { logs: HashMap::new(), bytes: 0, bounds }
+    }
+
+    /// `None` when windows are off (`window.bytes_per_log = 0`).
+    pub fn begin(&mut self, key: &LogKey) -> Option<Begin> {
+        if self.bounds.per_log == 0 {
+            return None;
+        }
+        Some(match self.logs.get(key) {
+            Some(Slot::Ready(_)) => Begin::Ready,
+            Some(Slot::Filling { done, .. }) => Begin::Wait(done.subscribe()),
+            None => {
+                let (done, _) = watch::channel(false);
+                self.logs.insert(key.clone(), Slot::Filling { heard: Vec::new(), bytes: 0, done });
+                Begin::Fill
+            }
+        })
+    }
+
+    /// The read of `key`'s last lines found `recent` (oldest first), the newest at position
+    /// `last`: the window starts there, followed by what was heard since that the read missed.
+    pub fn finish(&mut self, key: &LogKey, recent: Vec<LogLine>, last: u64) {
+        let Some(Slot::Filling { heard, bytes, done }) = self.logs.remove(key) else { return };
+        self.bytes -= bytes;
+        let _ = done.send(true);
+        let Some(newest) = recent.last().map(|line| line.oid) else { return };
+        let read: HashSet<ObjectId> = recent.iter().map(|line| line.oid).collect();
+        let first = last + 1 - recent.len() as u64;
+        let mut window = Window { lines: VecDeque::new(), first, last_oid: newest, bytes: 0, ended: None };
+        let heard_ids: HashSet<ObjectId> = heard.iter().map(|live| live.oid).collect();
+        for line in recent {
+            let dispatched = heard_ids.contains(&line.oid);
+            self.push(&mut window, Arc::new(Live::new(line)), dispatched);
+        }
+        for live in heard {
+            if read.contains(&live.oid) {
+                continue;
+            }
+            if live.oid < window.last_oid {
+                self.bytes -= window.bytes;
+                return;
+            }
+            self.push(&mut window, live, true);
+        }
+        self.trim(&mut window);
+        self.logs.insert(key.clone(), Slot::Ready(window));
+        self.bound_total(key);
+    }
+
+    /// The read failed: waiters go to MongoDB on their own.
+    pub fn fail(&mut self, key: &LogKey) {
+        if let Some(Slot::Filling { bytes, done, .. }) = self.logs.remove(key) {
+            self.bytes -= bytes;
+            let _ = done.send(true);
+        }
+    }
+
+    /// A line the hub dispatches now.
+    pub fn heard(&mut self, key: &LogKey, live: &Arc<Live>) {
+        let Some(slot) = self.logs.get_mut(key) else { return };
+        match slot {
+            Slot::Filling { heard, bytes, .. } => {
+                let size = cost(live);
+                if *bytes + size > self.bounds.per_log {
+                    // Too much heard to join up: no window this time.
+                    self.fail(key);
+                    return;
+                }
+                *bytes += size;
+                self.bytes += size;
+                heard.push(live.clone());
+            }
+            Slot::Ready(window) => {
+                if live.oid <= window.last_oid {
+                    // The read found it before the change stream brought it: now dispatched.
+                    let known = window.lines.iter_mut().rev().find(|(line, _)| line.oid == live.oid);
+                    match known {
+                        Some((_, dispatched)) => *dispatched = true,
+                        // Out of `_id` order: positions would be guesses from here on.
+                        None => self.remove(key),
+                    }
+                    return;
+                }
+                if window.ended.is_some() {
+                    self.remove(key);
+                    return;
+                }
+                let Some(Slot::Ready(mut window)) = self.logs.remove(key) else { return };
+                self.push(&mut window, live.clone(), true);
+                self.trim(&mut window);
+                self.logs.insert(key.clone(), Slot::Ready(window));
+                self.bound_total(key);
+            }
+        }
+    }
+
+    /// The lines after position `from`, if the window reaches back that far.
+    pub fn after(&self, key: &LogKey, from: u64) -> Option<Vec<WindowLine>> {
+        let Some(Slot::Ready(window)) = self.logs.get(key) else { return None };
+        if from + 1 < window.first || from >= window.next() {
+            return None;
+        }
+        let skip = usize::try_from(from + 1 - window.first).ok()?;
+        let lines = window.lines.iter().enumerate().skip(skip);
+        Some(
+            lines
+                .map(|(at, (live, dispatched))| (window.first + at as u64, live.clone(), !dispatched))
+                .collect(),
+        )
+    }
+
+    /// `Some(end)` when the window knows whether the log has ended (`end`: its `[DONE]`'s position).
+    pub fn end(&self, key: &LogKey) -> Option<Option<u64>> {
+        match self.logs.get(key) {
+            Some(Slot::Ready(window)) => Some(window.ended),
+            _ => None,
+        }
+    }
+
+    pub fn remove(&mut self, key: &LogKey) {
+        match self.logs.remove(key) {
+            Some(Slot::Ready(window)) => self.bytes -= window.bytes,
+            Some(filling @ Slot::Filling { .. }) => {
+                // A read under way finishes into nothing; put it back so `finish` finds it.
+                self.logs.insert(key.clone(), filling);
+            }
+            None => {}
+        }
+    }
+
+    /// Every window goes (a resync: what the hub heard may have gaps).
+    pub fn clear(&mut self) {
+        let keys: Vec<LogKey> = self.logs.keys().cloned().collect();
+        for key in keys {
+            match self.logs.get(&key) {
+                Some(Slot::Filling { .. }) => self.fail(&key),
+                _ => self.remove(&key),
+            }
+        }
+    }
+
+    fn push(&mut self, window: &mut Window, live: Arc<Live>, dispatched: bool) {
+        let size = cost(&live);
+        window.bytes += size;
+        self.bytes += size;
+        window.last_oid = live.oid;
+        if live.is_done() {
+            window.ended = Some(window.next());
+        }
+        window.lines.push_back((live, dispatched));
+    }
+
+    /// Keeps a window within its bound, dropping its oldest lines (its newest always stays).
+    fn trim(&mut self, window: &mut Window) {
+        while window.bytes > self.bounds.per_log && window.lines.len() > 1 {
+            let Some((oldest, _)) = window.lines.pop_front() else { break };
+            let size = cost(&oldest);
+            window.bytes -= size;
+            self.bytes -= size;
+            window.first += 1;
+        }
+    }
+
+    /// Keeps all windows within the total, dropping others': an ended log's first, else any
+    /// (each costs one read to fill again).
+    fn bound_total(&mut self, keep: &LogKey) {
+        while self.bytes > self.bounds.total {
+            let others = || self.logs.iter().filter(|(key, _)| *key != keep);
+            let ended = others().find(|(_, slot)| matches!(slot, Slot::Ready(w) if w.ended.is_some()));
+            let victim = ended.or_else(|| others().find(|(_, slot)| matches!(slot, Slot::Ready(_))));
+            let Some(victim) = victim.map(|(key, _)| key.clone()) else { break };
+            self.remove(&victim);
+        }
+    }
+}
