@@ -1,0 +1,11 @@
+//! Notifications: telling webhooks how a log ended, that it went idle, or that it matched.
+//!
+//! `rules` turns `notify.webhooks` into checked rules and says which fire for a log's end or
+//! line; `body` builds the exact bytes sent and their signature. Claiming each (webhook, log,
+//! event) in MongoDB and delivering it come on top of these.
+
+mod body;
+mod rules;
+
+pub use body::{body, signature, Notice};
+pub use rules::{Event, Rule, Rules};
