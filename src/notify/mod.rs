@@ -5,6 +5,9 @@
 //! and says when the next is due. Claiming each (webhook, log,
 //! event) in MongoDB and delivering it come on top of these.
 
+/// The collection of delivery claims (the contract names it; it does not follow the logs').
+pub const NOTIFICATIONS: &str = "sse_logs_notifications";
+
 mod body;
 mod deliver;
 mod rules;
