@@ -48,6 +48,37 @@ pub struct NotifySettings {
     pub webhooks: Vec<WebhookSettings>,
     /// How long a delivery that gets no 2xx answer keeps being retried.
     pub retry_secs: u64,
+    /// Test-only: the schedule's clock (never read from a file or the environment).
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub timing: NotifyTiming,
+}
+
+/// How fast the notification schedule runs. The contract's timing is the default; tests shorten
+/// it so that a retry schedule or an expired lease does not take minutes.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotifyTiming {
+    /// What one second of the retry schedule (and of `notify.retry_secs`) lasts.
+    pub second: std::time::Duration,
+    /// How long a claimer holds a delivery before another process may take it up.
+    pub lease: std::time::Duration,
+    /// How often pending deliveries are looked for in MongoDB.
+    pub scan_every: std::time::Duration,
+    /// How far before the last line seen a catch-up read starts (writers' clocks differ).
+    pub catch_up_margin: std::time::Duration,
+}
+
+impl Default for NotifyTiming {
+    fn default() -> Self {
+        use std::time::Duration;
+        Self {
+            second: Duration::from_secs(1),
+            lease: Duration::from_secs(30),
+            scan_every: Duration::from_secs(1),
+            catch_up_margin: Duration::from_secs(60),
+        }
+    }
 }
 
 /// One `notify.webhooks` entry, as written; `crate::notify::rules` checks and compiles it.

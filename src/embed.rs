@@ -13,10 +13,11 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use crate::access::{AccessCheck, AllowAll};
-use crate::config::{IndexSettings, Limits, MongoSettings, SseSettings};
+use crate::config::{IndexSettings, Limits, MongoSettings, NotifySettings, SettingsError, SseSettings};
 use crate::hub::Hub;
 use crate::index::{self, Index};
 use crate::metrics::Metrics;
+use crate::notify::{Notifier, NotifyConfig, Rules};
 use crate::redact::Redactor;
 use crate::routes::{AppState, SharedState};
 use crate::service::Service;
@@ -46,6 +47,7 @@ pub struct LogStreamsBuilder {
     shutdown: Shutdown,
     drain: Duration,
     metrics: Arc<Metrics>,
+    notify: Option<NotifyConfig>,
 }
 
 /// Where the builder's store comes from.
@@ -95,6 +97,7 @@ impl LogStreams {
             shutdown: Shutdown::new(),
             drain: Duration::from_secs(crate::config::ShutdownSettings::DEFAULT_DRAIN_SECS),
             metrics,
+            notify: None,
         }
     }
 
@@ -225,6 +228,23 @@ impl LogStreamsBuilder {
         self
     }
 
+    /// Webhooks told when a log ends, turns idle or matches (`settings` as `notify.*` of the
+    /// contract), linking to the viewer under `public_url` (`http.public_url`; `None`: no link).
+    /// Deliveries are claimed in the collection `sse_logs_notifications` of the log collection's
+    /// database, which `sse-logs migrate` (or [`LogStreams::migrate`]) prepares: nothing is
+    /// claimed before. Default: no webhooks. A bad rule fails naming its key.
+    pub fn notify(
+        mut self,
+        settings: NotifySettings,
+        public_url: Option<String>,
+    ) -> Result<Self, SettingsError> {
+        if let Err((key, message)) = Rules::new(&settings) {
+            return Err(SettingsError::Invalid { key, message });
+        }
+        self.notify = Some(NotifyConfig { settings, public_url });
+        Ok(self)
+    }
+
     /// Ends every stream and the change stream when `signal` completes (the host's shutdown).
     pub fn shutdown_on(self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
         let shutdown = self.shutdown.clone();
@@ -237,6 +257,7 @@ impl LogStreamsBuilder {
 
     /// Starts the change stream hub (on the current tokio runtime) and returns the streams.
     pub fn build(self) -> LogStreams {
+        let redactor = self.redact.clone();
         let store = match self.source {
             Source::Store(store) => store.with_redactor(self.redact),
             Source::Collection(collection) => {
@@ -244,8 +265,13 @@ impl LogStreamsBuilder {
             }
         };
         self.metrics.max_streams.set(i64::try_from(self.limits.max_streams).unwrap_or(i64::MAX));
-        let index = Index::new(self.index);
-        let hub = Hub::new(self.metrics.clone(), index.clone());
+        // The rules were checked by `notify()`, so this cannot fail.
+        let (notifier, notify_tasks) = Notifier::new(self.notify, self.metrics.clone()).unwrap_or_default();
+        let index = Index::with_notifier(self.index, notifier.clone());
+        let hub = Hub::new(self.metrics.clone(), index.clone(), notifier);
+        if let Some(tasks) = notify_tasks {
+            tasks.spawn(store.clone(), hub.watch_live(), redactor, self.shutdown.clone());
+        }
         tokio::spawn(hub.clone().run(store.clone(), self.shutdown.clone()));
         tokio::spawn(index::run(index.clone(), store.clone(), self.shutdown.clone()));
         let service = Service {

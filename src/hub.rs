@@ -21,6 +21,7 @@ use crate::event::Live;
 use crate::index::{Index, Insert};
 use crate::log::LogKey;
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::shutdown::Shutdown;
 use crate::store::{Change, Inserts, Store};
 
@@ -48,6 +49,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Hears every insert, to keep the list of logs current.
     index: Index,
+    /// Hears every insert, to tell webhooks of ends and matches.
+    notify: Notifier,
 }
 
 #[derive(Debug)]
@@ -82,7 +85,7 @@ impl Drop for Subscription {
 }
 
 impl Hub {
-    pub fn new(metrics: Arc<Metrics>, index: Index) -> Self {
+    pub fn new(metrics: Arc<Metrics>, index: Index, notify: Notifier) -> Self {
         let (live, _) = watch::channel(false);
         Self {
             shared: Arc::new(Shared {
@@ -93,6 +96,7 @@ impl Hub {
                 next_id: AtomicU64::new(0),
                 metrics,
                 index,
+                notify,
             }),
         }
     }
@@ -281,6 +285,7 @@ impl Hub {
                     }
                     let insert = Insert { oid: line.oid, done, ending, at: line.inserted_at };
                     self.shared.index.record(&key, insert);
+                    self.shared.notify.observe(&key, &line);
                     *last_seen = Some(line.oid);
                     self.dispatch(&key, Arc::new(Live::new(line)));
                 }

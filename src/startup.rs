@@ -67,6 +67,8 @@ impl Application {
             .max_body_bytes(settings.limits.max_body_bytes)
             .stall_after(Duration::from_secs(settings.mongodb.change_stream_stall_secs))
             .index(settings.index.clone())
+            .notify(settings.notify.clone(), settings.http.public_url.clone())
+            .map_err(StartError::Settings)?
             .access(access)
             .allowed_origins(settings.cors.allowed_origins.clone())
             .redact(redactor)

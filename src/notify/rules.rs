@@ -47,6 +47,9 @@ impl Event {
 pub struct Rule {
     /// Where the body is POSTed.
     pub url: String,
+    /// What the claims call this webhook: a digest of its URL, so that reordering the rules
+    /// keeps its deliveries' keys and no token in the URL is stored in MongoDB.
+    pub id: String,
     /// The `on` entries, without repeats, in the order given.
     pub events: Vec<Event>,
     types: Option<HashSet<String>>,
@@ -93,13 +96,39 @@ impl Rules {
     }
 
     /// The indexes of the `match` rules a line of this log matches.
+    #[cfg(test)]
     pub fn on_line(&self, key: &LogKey, text: &str) -> Vec<usize> {
+        self.on_line_unless(key, text, |_| false)
+    }
+
+    /// As [`Rules::on_line`], without trying the rules `fired` says have fired for this log
+    /// already (their pattern is not even run).
+    pub fn on_line_unless(&self, key: &LogKey, text: &str, fired: impl Fn(usize) -> bool) -> Vec<usize> {
         let hits = |rule: &Rule| rule.pattern.as_ref().is_some_and(|re| re.is_match(text));
         self.fired(key, |event| event == Event::Match)
             .into_iter()
             .map(|(n, _)| n)
-            .filter(|&n| hits(&self.rules[n]))
+            .filter(|&n| !fired(n) && hits(&self.rules[n]))
             .collect()
+    }
+
+    /// The rule a claim names by its webhook id.
+    pub fn by_id(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|rule| rule.id == id)
+    }
+
+    /// The log types lines must have to fire a `match` (`None`: any type may).
+    pub fn match_types(&self) -> Option<Vec<String>> {
+        let mut types = Vec::new();
+        for rule in self.rules.iter().filter(|r| r.events.contains(&Event::Match)) {
+            types.extend(rule.types.as_ref()?.iter().cloned());
+        }
+        Some(types)
+    }
+
+    /// Whether any rule fires on `match`.
+    pub fn any_match(&self) -> bool {
+        self.rules.iter().any(|r| r.events.contains(&Event::Match))
     }
 
     /// Whether any rule could fire for lines of this type (so unwatched logs cost nothing).
@@ -155,6 +184,7 @@ impl Rule {
         };
         Ok(Self {
             url: hook.url.clone(),
+            id: webhook_id(&hook.url),
             events,
             types: hook.types.as_ref().map(|t| t.iter().cloned().collect()),
             pattern,
@@ -165,6 +195,11 @@ impl Rule {
     fn takes(&self, log_type: &str) -> bool {
         self.types.as_ref().is_none_or(|types| types.contains(log_type))
     }
+}
+
+fn webhook_id(url: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(url.as_bytes()).iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -185,7 +220,7 @@ mod tests {
                 secret: None,
             })
             .collect();
-        Rules::new(&NotifySettings { webhooks, retry_secs: 3600 }).unwrap()
+        Rules::new(&NotifySettings { webhooks, retry_secs: 3600, timing: Default::default() }).unwrap()
     }
 
     #[test]

@@ -341,6 +341,27 @@ impl Store {
     pub fn collection_name(&self) -> &str {
         self.collection.name()
     }
+
+    /// The database of the log collection (notification claims live next to it).
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// The position of the line `oid` in its log (the documents up to it, itself included).
+    pub async fn position_of(&self, key: &LogKey, oid: ObjectId) -> Result<u64> {
+        let mut filter = key.filter();
+        filter.insert("_id", doc! { "$lte": oid });
+        self.count_matching(filter).await
+    }
+
+    /// The documents matching `filter` in `_id` order, as stored (not redacted): for the
+    /// notifier's catch-up read, a background task that reads them to the end.
+    pub async fn find_documents(&self, filter: Document, projection: Document) -> Result<Cursor<Document>> {
+        let find = |logs: Collection<Document>| async move {
+            logs.find(filter).sort(doc! { "_id": 1 }).projection(projection).batch_size(BATCH_SIZE).await
+        };
+        self.query(find).await
+    }
 }
 
 /// Runs `call` in a task of its own holding `slot`, so it ends even if the caller goes away.
