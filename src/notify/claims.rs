@@ -55,6 +55,8 @@ pub(crate) enum Outcome {
 }
 
 impl Claims {
+    /// `lease` must outlast an attempt (`ATTEMPT_TIMEOUT`) and its recording, or a second process
+    /// could attempt while the first still waits for its answer.
     pub fn new(database: &Database, lease: Duration) -> Self {
         Self {
             collection: database.collection(NOTIFICATIONS),

@@ -252,6 +252,8 @@ pub struct ServeProcess {
     child: Option<tokio::process::Child>,
     /// Where the process's log (its standard error, at info level) goes, across restarts.
     log_file: std::path::PathBuf,
+    /// More environment for the process (e.g. `SSE_LOGS_CONFIG`).
+    pub env: Vec<(String, String)>,
 }
 
 impl ServeProcess {
@@ -259,7 +261,7 @@ impl ServeProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log_file =
             std::env::temp_dir().join(format!("sse-logs-serve-{}.log", uuid::Uuid::new_v4().simple()));
-        Self { port, uri, database, child: None, log_file }
+        Self { port, uri, database, child: None, log_file, env: Vec::new() }
     }
 
     pub async fn start(&mut self) {
@@ -273,6 +275,7 @@ impl ServeProcess {
             .env("SSE_LOGS__MONGODB__URI", &self.uri)
             .env("SSE_LOGS__MONGODB__DATABASE", &self.database)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().cloned())
             .stderr(log)
             .spawn()
             .expect("the service starts");

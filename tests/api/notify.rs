@@ -126,11 +126,11 @@ pub fn hook(url: &str, on: &[&str]) -> WebhookSettings {
     }
 }
 
-/// The schedule at 20 ms a second, a 1 s lease, pending deliveries looked for every 50 ms.
+/// The schedule at 20 ms a second, pending deliveries looked for every 50 ms; the lease stays
+/// 30 s, longer than an attempt may take (10 s), as it must.
 pub fn fast() -> NotifyTiming {
     NotifyTiming {
         second: Duration::from_millis(20),
-        lease: Duration::from_secs(1),
         scan_every: Duration::from_millis(50),
         ..NotifyTiming::default()
     }

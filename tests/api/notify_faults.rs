@@ -9,7 +9,7 @@ use bson::{doc, Binary, Bson, DateTime};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
-use crate::helpers::{spawn_app_adjusted, take_data};
+use crate::helpers::{spawn_app, spawn_app_adjusted, take_data, ServeProcess};
 use crate::notify::{claims, hook, receiver, receiver_on, series, until, with_hooks, write_ended};
 
 #[tokio::test]
@@ -118,4 +118,40 @@ async fn a_delivery_whose_claimer_died_is_taken_up_after_its_lease_and_sent_once
     assert_ne!(claim.get_str("owner").unwrap(), "a process that died");
     assert_eq!(claims.count_documents(doc! {}).await.unwrap(), 1);
     assert!(receiver.drain().is_empty(), "sent once");
+}
+
+#[tokio::test]
+async fn a_service_sigkilled_mid_delivery_is_replaced_by_a_replica_that_delivers_the_same_bytes_once() {
+    // The first attempt is never answered: the service is killed while it waits for it.
+    let mut receiver = receiver(|n| if n == 0 { None } else { Some(200) }).await;
+    let app = spawn_app().await;
+    let config = std::env::temp_dir().join(format!("sse-logs-notify-{}.toml", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&config, format!("[[notify.webhooks]]\nurl = \"{}\"\non = [\"failed\"]\n", receiver.url))
+        .unwrap();
+    let mut serve = ServeProcess::new(crate::helpers::mongodb_uri(), app.database.clone());
+    serve.env.push(("SSE_LOGS_CONFIG".into(), config.to_str().unwrap().into()));
+    serve.start().await;
+    serve.wait_ready().await;
+    write_ended(&app, "killed", &["x"], "failed", 1).await;
+    let first = receiver.next().await;
+    serve.signal("-KILL").await;
+    std::fs::remove_file(&config).unwrap();
+    let claims = claims(&app);
+    let claim = claims.find_one(doc! {}).await.unwrap().expect("claimed before the attempt");
+    let lease_until = claim.get_datetime("lease_until").unwrap().to_system_time();
+    let replica = app.spawn_replica_adjusted(&with_hooks(vec![hook(&receiver.url, &["failed"])])).await;
+    let second = receiver.next().await;
+    assert!(SystemTime::now() >= lease_until, "taken up only once the dead process's lease ran out");
+    assert_eq!(second.body, first.body, "the bytes stored with the claim");
+    until("the delivery is recorded", || async {
+        claims.count_documents(doc! { "state": "delivered" }).await.unwrap() == 1
+    })
+    .await;
+    assert_eq!(claims.count_documents(doc! {}).await.unwrap(), 1);
+    assert_eq!(
+        series(&replica, "sse_logs_notify_claims_total{result=\"won\"}"),
+        0.0,
+        "it did not claim again"
+    );
+    assert!(receiver.drain().is_empty(), "delivered once");
 }
