@@ -38,6 +38,8 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     /// `[window]`
     pub window: WindowSettings,
+    /// `[notify]`
+    pub notify: NotifySettings,
 }
 
 /// `[window]`: each followed log's recent lines, kept in memory so that viewers coming back
@@ -54,6 +56,76 @@ pub struct WindowSettings {
 impl Default for WindowSettings {
     fn default() -> Self {
         Self { bytes_per_log: 1 << 20, bytes: 64 << 20 }
+    }
+}
+
+/// `[notify]`: webhooks told how logs ended (config file only; checked by `crate::notify`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySettings {
+    /// The rules, each `{url, on, types, match, secret}`.
+    pub webhooks: Vec<WebhookSettings>,
+    /// How long a delivery that gets no 2xx answer keeps being retried.
+    pub retry_secs: u64,
+    /// Test-only: the schedule's clock (never read from a file or the environment).
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub timing: NotifyTiming,
+}
+
+/// How fast the notification schedule runs. The contract's timing is the default; tests shorten
+/// it so that a retry schedule or an expired lease does not take minutes.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotifyTiming {
+    /// What one second of the retry schedule (and of `notify.retry_secs`) lasts.
+    pub second: std::time::Duration,
+    /// How long a claimer holds a delivery before another process may take it up.
+    pub lease: std::time::Duration,
+    /// How often pending deliveries are looked for in MongoDB.
+    pub scan_every: std::time::Duration,
+    /// How far before the last line seen a catch-up read starts (writers' clocks differ).
+    pub catch_up_margin: std::time::Duration,
+}
+
+impl Default for NotifyTiming {
+    fn default() -> Self {
+        use std::time::Duration;
+        Self {
+            second: Duration::from_secs(1),
+            lease: Duration::from_secs(30),
+            scan_every: Duration::from_secs(1),
+            catch_up_margin: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One `notify.webhooks` entry, as written; `crate::notify::rules` checks and compiles it.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Where the JSON body is POSTed (http or https).
+    pub url: String,
+    /// What fires it: `succeeded`, `failed`, `cancelled`, `ended`, `idle`, `match`.
+    pub on: Vec<String>,
+    /// Only logs of these types (all when unset).
+    pub types: Option<Vec<String>>,
+    /// The regular expression `match` looks for.
+    #[serde(rename = "match")]
+    pub pattern: Option<String>,
+    /// Signs each body (HMAC-SHA256) when set.
+    pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Neither the secret nor the URL (chat webhook URLs carry their own token) is printed.
+        f.debug_struct("WebhookSettings")
+            .field("on", &self.on)
+            .field("types", &self.types)
+            .field("match", &self.pattern)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
     }
 }
 
@@ -115,6 +187,8 @@ pub struct HttpSettings {
     pub bind: SocketAddr,
     /// Seconds a client has to send a request's headers (slow clients are cut off).
     pub header_read_timeout_secs: u64,
+    /// The address people reach the service at, for links in notifications (unset: no links).
+    pub public_url: Option<String>,
 }
 
 /// `[mongodb]`: where the logs are.
@@ -322,7 +396,9 @@ fn defaults(builder: Builder) -> Result<Builder, config::ConfigError> {
         .set_default("index.max_logs", u64::try_from(index.max_logs).unwrap_or(u64::MAX))?
         .set_default("index.idle_after_secs", index.idle_after_secs)?
         .set_default("window.bytes_per_log", u64::try_from(window.bytes_per_log).unwrap_or(u64::MAX))?
-        .set_default("window.bytes", u64::try_from(window.bytes).unwrap_or(u64::MAX))
+        .set_default("window.bytes", u64::try_from(window.bytes).unwrap_or(u64::MAX))?
+        .set_default("notify.webhooks", Vec::<String>::new())?
+        .set_default("notify.retry_secs", 3600)
 }
 
 type Builder = config::builder::ConfigBuilder<config::builder::DefaultState>;
@@ -412,6 +488,14 @@ impl Settings {
         }
         if self.index.window_days > 36_500 {
             return invalid("index.window_days", "must be at most 36500");
+        }
+        if let Some(url) = &self.http.public_url {
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return invalid("http.public_url", "expected an http:// or https:// URL");
+            }
+        }
+        if let Err((key, message)) = crate::notify::Rules::new(&self.notify) {
+            return Err(SettingsError::Invalid { key, message });
         }
         self.validate_auth()
     }
@@ -561,6 +645,48 @@ mod tests {
         assert!(err.to_string().contains("idle_aftr_secs"), "{err}");
         let err = Settings::load_from(env(&[("SSE_LOGS__INDEX__IDLE_AFTER_SECS", "0")])).unwrap_err();
         assert!(err.to_string().contains("index.idle_after_secs"), "{err}");
+    }
+
+    fn from_file(name: &str, toml: &str) -> Result<Settings, SettingsError> {
+        let file = std::env::temp_dir().join(format!("sse-logs-{name}-{}.toml", std::process::id()));
+        std::fs::write(&file, toml).unwrap();
+        let result = Settings::load_from(env(&[("SSE_LOGS_CONFIG", file.to_str().unwrap())]));
+        std::fs::remove_file(&file).unwrap();
+        result
+    }
+
+    #[test]
+    fn webhooks_are_read_from_a_file_with_their_defaults() {
+        let s = from_file(
+            "hooks",
+            "[http]\npublic_url = \"https://logs.example.com/\"\n[[notify.webhooks]]\n\
+             url = \"https://hooks.example.com/a\"\non = [\"failed\", \"match\"]\nmatch = \"panicked\"\n\
+             types = [\"deploy\"]\nsecret = \"s3cret\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.notify.retry_secs, 3600);
+        assert_eq!(s.notify.webhooks.len(), 1);
+        assert_eq!(s.notify.webhooks[0].pattern.as_deref(), Some("panicked"));
+        assert!(!format!("{s:?}").contains("s3cret"));
+        assert_eq!(Settings::load_from(env(&[])).unwrap().http.public_url, None);
+    }
+
+    #[test]
+    fn bad_webhook_rules_fail_at_start_naming_the_key() {
+        let hook = |body: &str| from_file("badhook", &format!("[[notify.webhooks]]\n{body}\n"));
+        let cases = [
+            ("url = \"https://h.example\"\non = [\"finished\"]", "notify.webhooks.on"),
+            ("url = \"https://h.example\"\non = [\"match\"]", "notify.webhooks.match"),
+            ("url = \"https://h.example\"\non = [\"match\"]\nmatch = \"(open\"", "notify.webhooks.match"),
+            ("url = \"ftp://h.example\"\non = [\"failed\"]", "notify.webhooks.url"),
+            ("url = \"https://h.example\"\non = [\"failed\"]\nsecrett = \"x\"", "secrett"),
+        ];
+        for (body, key) in cases {
+            let err = hook(body).unwrap_err().to_string();
+            assert!(err.contains(key), "{body}: {err}");
+        }
+        let err = from_file("badurl", "[http]\npublic_url = \"logs.example.com\"\n").unwrap_err().to_string();
+        assert!(err.contains("http.public_url"), "{err}");
     }
 
     #[test]

@@ -13,10 +13,13 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use crate::access::{AccessCheck, AllowAll};
-use crate::config::{IndexSettings, Limits, MongoSettings, SseSettings, WindowSettings};
+use crate::config::{
+    IndexSettings, Limits, MongoSettings, NotifySettings, SettingsError, SseSettings, WindowSettings,
+};
 use crate::hub::Hub;
 use crate::index::{self, Index};
 use crate::metrics::Metrics;
+use crate::notify::{Notifier, NotifyConfig, Rules};
 use crate::redact::Redactor;
 use crate::routes::{AppState, SharedState};
 use crate::service::Service;
@@ -47,6 +50,7 @@ pub struct LogStreamsBuilder {
     shutdown: Shutdown,
     drain: Duration,
     metrics: Arc<Metrics>,
+    notify: Option<NotifyConfig>,
 }
 
 /// Where the builder's store comes from.
@@ -97,6 +101,7 @@ impl LogStreams {
             shutdown: Shutdown::new(),
             drain: Duration::from_secs(crate::config::ShutdownSettings::DEFAULT_DRAIN_SECS),
             metrics,
+            notify: None,
         }
     }
 
@@ -234,6 +239,23 @@ impl LogStreamsBuilder {
         self
     }
 
+    /// Webhooks told when a log ends, turns idle or matches (`settings` as `notify.*` of the
+    /// contract), linking to the viewer under `public_url` (`http.public_url`; `None`: no link).
+    /// Deliveries are claimed in the collection `sse_logs_notifications` of the log collection's
+    /// database, which `sse-logs migrate` (or [`LogStreams::migrate`]) prepares: nothing is
+    /// claimed before. Default: no webhooks. A bad rule fails naming its key.
+    pub fn notify(
+        mut self,
+        settings: NotifySettings,
+        public_url: Option<String>,
+    ) -> Result<Self, SettingsError> {
+        if let Err((key, message)) = Rules::new(&settings) {
+            return Err(SettingsError::Invalid { key, message });
+        }
+        self.notify = Some(NotifyConfig { settings, public_url });
+        Ok(self)
+    }
+
     /// Ends every stream and the change stream when `signal` completes (the host's shutdown).
     pub fn shutdown_on(self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
         let shutdown = self.shutdown.clone();
@@ -246,6 +268,7 @@ impl LogStreamsBuilder {
 
     /// Starts the change stream hub (on the current tokio runtime) and returns the streams.
     pub fn build(self) -> LogStreams {
+        let redactor = self.redact.clone();
         let store = match self.source {
             Source::Store(store) => store.with_redactor(self.redact),
             Source::Collection(collection) => {
@@ -253,9 +276,14 @@ impl LogStreamsBuilder {
             }
         };
         self.metrics.max_streams.set(i64::try_from(self.limits.max_streams).unwrap_or(i64::MAX));
-        let index = Index::new(self.index);
+        // The rules were checked by `notify()`, so this cannot fail.
+        let (notifier, notify_tasks) = Notifier::new(self.notify, self.metrics.clone()).unwrap_or_default();
+        let index = Index::with_notifier(self.index, notifier.clone());
         let bounds = crate::hub::Bounds { per_log: self.window.bytes_per_log, total: self.window.bytes };
-        let hub = Hub::new(self.metrics.clone(), index.clone(), bounds);
+        let hub = Hub::new(self.metrics.clone(), index.clone(), notifier, bounds);
+        if let Some(tasks) = notify_tasks {
+            tasks.spawn(store.clone(), hub.watch_live(), redactor, self.shutdown.clone());
+        }
         tokio::spawn(hub.clone().run(store.clone(), self.shutdown.clone()));
         tokio::spawn(index::run(index.clone(), store.clone(), self.shutdown.clone()));
         let service = Service {

@@ -29,6 +29,7 @@ use crate::event::Live;
 use crate::index::{Index, Insert};
 use crate::log::LogKey;
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::shutdown::Shutdown;
 use crate::store::{Change, Inserts, Store};
 
@@ -59,6 +60,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Hears every insert, to keep the list of logs current.
     index: Index,
+    /// Hears every insert, to tell webhooks of ends and matches.
+    notify: Notifier,
 }
 
 #[derive(Debug)]
@@ -94,7 +97,7 @@ impl Drop for Subscription {
 }
 
 impl Hub {
-    pub fn new(metrics: Arc<Metrics>, index: Index, bounds: Bounds) -> Self {
+    pub fn new(metrics: Arc<Metrics>, index: Index, notify: Notifier, bounds: Bounds) -> Self {
         let (live, _) = watch::channel(false);
         let state = State {
             caught_up_at: SystemTime::now(),
@@ -110,6 +113,7 @@ impl Hub {
                 next_id: AtomicU64::new(0),
                 metrics,
                 index,
+                notify,
             }),
         }
     }
@@ -362,6 +366,7 @@ impl Hub {
                     }
                     let insert = Insert { oid: line.oid, done, ending, at: line.inserted_at };
                     self.shared.index.record(&key, insert);
+                    self.shared.notify.observe(&key, &line);
                     *last_seen = Some(line.oid);
                     self.dispatch(&key, Arc::new(Live::new(line)));
                 }

@@ -35,12 +35,13 @@
 
 // The modules, in the order a line travels; each imports only from those above it. Settings,
 // what a log is, and small shared tools (`emit`: how every stream is made); MongoDB (every
-// query, the change stream, migrations); the list of logs; what a stream carries (`event`), the
-// hub that fans the change stream out as events, and retention; the service's shared parts;
-// one viewer's session and several merged, both yielding events; then the edge: the SSE
-// grammar, the encoders that turn events into bytes, and the one streaming body that writes
-// them; the API error and who may do what; the HTTP routes; the embedding API built from them;
-// the `serve` binary's server and wiring; the command line.
+// query, the change stream, migrations); webhooks told of ends, idle logs and matches
+// (`notify`); the list of logs; what a stream carries (`event`), the hub that fans the change
+// stream out as events (and hands each insert to the index and to `notify`), and retention; the
+// service's shared parts; one viewer's session and several merged, both yielding events; then
+// the edge: the SSE grammar, the encoders that turn events into bytes, and the one streaming
+// body that writes them; the API error and who may do what; the HTTP routes; the embedding API
+// built from them; the `serve` binary's server and wiring; the command line.
 //
 // So a line goes: MongoDB -> `store` -> `hub` -> `session` (events) -> `encode` -> `body`.
 mod log;
@@ -56,6 +57,8 @@ pub mod shutdown;
 
 mod migrations;
 mod store;
+
+mod notify;
 
 mod index;
 

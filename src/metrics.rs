@@ -51,6 +51,16 @@ pub(crate) struct Metrics {
     change_stream_resumable: IntGauge,
     /// Logs in the in-memory index.
     pub index_logs: IntGauge,
+    /// Webhook attempts by result: `delivered`, `retried` (a retry is due), `gave_up`.
+    pub notify_attempts: IntCounterVec,
+    /// Claims by result: `won` (this process delivers), `taken` (claimed before, by any process).
+    pub notify_claims: IntCounterVec,
+    /// Notifications waiting in this process: events to claim and claims to deliver.
+    pub notify_queue: IntGauge,
+    /// Age of the oldest pending delivery in MongoDB (any replica's), 0 when none.
+    pub notify_oldest_pending: prometheus::Gauge,
+    /// Events left to the catch-up read because the queue was full.
+    pub notify_overflows: IntCounter,
     resident_memory: IntGauge,
 }
 
@@ -95,6 +105,27 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let notify_attempts = IntCounterVec::new(
+            Opts::new(
+                "sse_logs_notify_deliveries_total",
+                "Webhook delivery attempts by result: delivered (2xx), retried (a retry is due), gave_up (notify.retry_secs ran out).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let notify_claims = IntCounterVec::new(
+            Opts::new(
+                "sse_logs_notify_claims_total",
+                "Webhook deliveries claimed by result: won (this replica delivers) or taken (claimed already).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let notify_oldest_pending = prometheus::Gauge::new(
+            "sse_logs_notify_oldest_pending_seconds",
+            "Age of the oldest webhook delivery still pending in MongoDB (0: none).",
+        )
+        .expect("valid metric");
         let buckets = vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
         let insert_to_send = Histogram::with_opts(
             HistogramOpts::new(
@@ -110,11 +141,20 @@ impl Metrics {
             Box::new(http_responses.clone()),
             Box::new(logs_ended.clone()),
             Box::new(insert_to_send.clone()),
+            Box::new(notify_attempts.clone()),
+            Box::new(notify_claims.clone()),
+            Box::new(notify_oldest_pending.clone()),
         ] {
             registry.register(metric).expect("unique metric");
         }
         for outcome in Outcome::ALL.map(Outcome::as_str).into_iter().chain(["unknown"]) {
             logs_ended.with_label_values(&[outcome]);
+        }
+        for result in ["delivered", "retried", "gave_up"] {
+            notify_attempts.with_label_values(&[result]);
+        }
+        for result in ["won", "taken"] {
+            notify_claims.with_label_values(&[result]);
         }
         for route in ROUTES {
             streams_open.with_label_values(&[route]);
@@ -171,6 +211,17 @@ impl Metrics {
                 "1 while a resume token is held (a reopened stream resumes instead of resyncing).",
             ),
             index_logs: gauge("sse_logs_index_logs", "Logs in the in-memory index of logs."),
+            notify_queue: gauge(
+                "sse_logs_notify_queue",
+                "Notifications waiting in this process (events to claim, claims to deliver).",
+            ),
+            notify_overflows: counter(
+                "sse_logs_notify_overflows_total",
+                "Notification events left to the catch-up read because the queue was full.",
+            ),
+            notify_attempts,
+            notify_claims,
+            notify_oldest_pending,
             resident_memory: gauge(
                 "sse_logs_process_resident_memory_bytes",
                 "Resident memory of the process.",

@@ -12,9 +12,13 @@ use crate::store::Store;
 /// The migrations, in the order they apply. Embedded so the binary needs no files at run time.
 /// 0002 makes a stored position unique within its log, so two replicas appending to one log at
 /// once cannot both store line `n`: the second insert fails and is retried after the first.
+/// 0003 is on the contract's fixed `sse_logs_notifications`: one document per (webhook, log,
+/// event), unique so that of N replicas claiming a delivery exactly one wins; the second index
+/// finds the pending deliveries due for an attempt.
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_log_index", include_str!("../migrations/0001_log_index.json")),
     ("0002_log_positions", include_str!("../migrations/0002_log_positions.json")),
+    ("0003_notifications", include_str!("../migrations/0003_notifications.json")),
 ];
 
 /// Applies what has not been applied yet; returns the names it applied.
@@ -48,8 +52,21 @@ mod tests {
             let command = render(template, "my_logs");
             let first = command.keys().next().map(String::as_str);
             assert!(first.is_some(), "{name} is empty");
-            assert_eq!(command.get_str(first.unwrap()).unwrap(), "my_logs", "{name}");
+            let target = command.get_str(first.unwrap()).unwrap();
+            assert!(target == "my_logs" || target == "sse_logs_notifications", "{name}: {target}");
         }
+    }
+
+    #[test]
+    fn the_notification_claims_are_unique_per_webhook_log_and_event() {
+        let command = render(MIGRATIONS[2].1, "my_logs");
+        assert_eq!(command.get_str("createIndexes").unwrap(), "sse_logs_notifications");
+        let index = command.get_array("indexes").unwrap()[0].as_document().unwrap().clone();
+        assert_eq!(
+            index.get_document("key").unwrap().keys().collect::<Vec<_>>(),
+            ["webhook", "type", "id", "event"]
+        );
+        assert_eq!(index.get_bool("unique"), Ok(true));
     }
 
     #[test]

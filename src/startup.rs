@@ -68,6 +68,8 @@ impl Application {
             .stall_after(Duration::from_secs(settings.mongodb.change_stream_stall_secs))
             .index(settings.index.clone())
             .window(settings.window)
+            .notify(settings.notify.clone(), settings.http.public_url.clone())
+            .map_err(StartError::Settings)?
             .access(access)
             .allowed_origins(settings.cors.allowed_origins.clone())
             .redact(redactor)

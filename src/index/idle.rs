@@ -30,6 +30,7 @@ impl Index {
             }
             entry.idle = true;
             self.announce(state, &key);
+            self.shared.notify.idle(&key);
         }
     }
 }

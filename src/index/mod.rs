@@ -27,6 +27,7 @@ pub(crate) use load::run;
 
 use crate::config::IndexSettings;
 use crate::log::{Ending, LogKey};
+use crate::notify::Notifier;
 use crate::store::LogStats;
 
 /// A growing log is announced at most this often.
@@ -92,6 +93,8 @@ struct Shared {
     /// Bumped when the list must be rebuilt from MongoDB (a fresh change stream).
     generation: watch::Sender<u64>,
     settings: IndexSettings,
+    /// Told of each log turning idle.
+    notify: Notifier,
 }
 
 #[derive(Debug, Default)]
@@ -133,12 +136,18 @@ impl Entry {
 }
 
 impl Index {
+    #[cfg(test)]
     pub fn new(settings: IndexSettings) -> Self {
+        Self::with_notifier(settings, Notifier::default())
+    }
+
+    /// An empty index whose logs turning idle are told to `notify`.
+    pub fn with_notifier(settings: IndexSettings, notify: Notifier) -> Self {
         let (changes, _) = broadcast::channel(CHANGES_CAPACITY);
         let (ready, _) = watch::channel(false);
         let (generation, _) = watch::channel(0);
         let state = Mutex::new(State::default());
-        Self { shared: Arc::new(Shared { state, changes, ready, generation, settings }) }
+        Self { shared: Arc::new(Shared { state, changes, ready, generation, settings, notify }) }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -261,19 +261,6 @@ impl Store {
     }
 }
 
-impl Store {
-    /// The position of the line at `oid`: the documents of the log up to it. Not the whole
-    /// log's count, which also counts lines another writer adds between the two questions.
-    async fn position_of(&self, key: &LogKey, oid: ObjectId) -> Result<u64> {
-        let mut total = 0;
-        for mut filter in key.exact_filters() {
-            filter.insert("_id", doc! { "$lte": oid });
-            total += self.count_matching(filter).await?;
-        }
-        Ok(total)
-    }
-}
-
 fn oid_of(document: &Document) -> Option<ObjectId> {
     document.get_object_id("_id").ok()
 }

@@ -300,7 +300,7 @@ impl Store {
     }
 
     /// How many documents match `filter`.
-    pub(super) async fn count_matching(&self, filter: Document) -> Result<u64> {
+    async fn count_matching(&self, filter: Document) -> Result<u64> {
         self.query(|logs| async move { logs.count_documents(filter).await }).await
     }
 
@@ -335,6 +335,37 @@ impl Store {
     /// The name of the log collection (migrations address it).
     pub fn collection_name(&self) -> &str {
         self.collection.name()
+    }
+
+    /// The database of the log collection (notification claims live next to it).
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// The position of the line `oid` in its log: the documents up to it, itself included (not
+    /// the whole log's count, which also counts lines another writer adds meanwhile). One count
+    /// per stored form of the id (never an `$in` next to an `_id` range).
+    pub async fn position_of(&self, key: &LogKey, oid: ObjectId) -> Result<u64> {
+        let mut total = 0;
+        for mut filter in key.exact_filters() {
+            filter.insert("_id", doc! { "$lte": oid });
+            total += self.count_matching(filter).await?;
+        }
+        Ok(total)
+    }
+
+    /// How many documents (line positions) the log has.
+    pub async fn count(&self, key: &LogKey) -> Result<u64> {
+        self.count_matching(key.filter()).await
+    }
+
+    /// The documents matching `filter` in `_id` order, as stored (not redacted): for the
+    /// notifier's catch-up read, a background task that reads them to the end.
+    pub async fn find_documents(&self, filter: Document, projection: Document) -> Result<Cursor<Document>> {
+        let find = |logs: Collection<Document>| async move {
+            logs.find(filter).sort(doc! { "_id": 1 }).projection(projection).batch_size(BATCH_SIZE).await
+        };
+        self.query(find).await
     }
 }
 

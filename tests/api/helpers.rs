@@ -77,7 +77,13 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 /// Spawns the app against a MongoDB of the test's own; `wait_live: false` when it is down.
 pub async fn spawn_app_against(uri: &str, overrides: &[(&str, &str)], wait_live: bool) -> TestApp {
     let database = format!("test_{}", uuid::Uuid::new_v4().simple());
-    spawn_on(uri.to_owned(), database, overrides, true, wait_live).await
+    spawn_on(uri.to_owned(), database, overrides, true, wait_live, &|_| {}).await
+}
+
+/// Spawns the app with settings no environment variable reaches (webhooks, test-only timing).
+pub async fn spawn_app_adjusted(adjust: &dyn Fn(&mut Settings)) -> TestApp {
+    let database = format!("test_{}", uuid::Uuid::new_v4().simple());
+    spawn_on(mongodb_uri(), database, &[], true, true, adjust).await
 }
 
 /// Spawns the app with its MongoDB traffic going through a proxy that counts commands by name
@@ -87,7 +93,7 @@ pub async fn spawn_app_counting(overrides: &[(&str, &str)]) -> (TestApp, MongoPr
     let direct = mongodb_uri();
     let proxy = MongoProxy::start(&direct).await;
     let database = format!("test_{}", uuid::Uuid::new_v4().simple());
-    let mut app = spawn_on(proxy.uri(), database, overrides, true, true).await;
+    let mut app = spawn_on(proxy.uri(), database, overrides, true, true, &|_| {}).await;
     let client = Client::with_uri_str(&direct).await.expect("test client");
     app.logs = client.database(&app.database).collection("sse_logs");
     app.uri = direct;
@@ -100,6 +106,7 @@ async fn spawn_on(
     overrides: &[(&str, &str)],
     owns_database: bool,
     wait_live: bool,
+    adjust: &dyn Fn(&mut Settings),
 ) -> TestApp {
     let mut env: HashMap<String, String> = HashMap::from([
         ("SSE_LOGS__MONGODB__URI".into(), uri.clone()),
@@ -112,7 +119,8 @@ async fn spawn_on(
         env.insert(format!("SSE_LOGS__{key}"), (*value).to_owned());
     }
     log_buffer();
-    let settings = Settings::load_from(env).expect("test settings are valid");
+    let mut settings = Settings::load_from(env).expect("test settings are valid");
+    adjust(&mut settings);
     let shutdown = Shutdown::new();
     let app = Application::build(settings, shutdown.clone()).await.expect("the app builds");
     let addr = app.addr();
@@ -182,13 +190,19 @@ impl TestApp {
 
     /// A second instance of the service on the same database, as another replica would be.
     pub async fn spawn_replica(&self) -> TestApp {
-        spawn_on(self.uri.clone(), self.database.clone(), &[], false, true).await
+        spawn_on(self.uri.clone(), self.database.clone(), &[], false, true, &|_| {}).await
+    }
+
+    /// Another replica on the same database, with settings of its own.
+    pub async fn spawn_replica_adjusted(&self, adjust: &dyn Fn(&mut Settings)) -> TestApp {
+        spawn_on(self.uri.clone(), self.database.clone(), &[], false, true, adjust).await
     }
 
     /// Another instance on the same database listening where this one did (after it stopped).
     pub async fn restart_in_place(&self) -> TestApp {
         let bind = self.addr.to_string();
-        spawn_on(self.uri.clone(), self.database.clone(), &[("HTTP__BIND", &bind)], false, true).await
+        spawn_on(self.uri.clone(), self.database.clone(), &[("HTTP__BIND", &bind)], false, true, &|_| {})
+            .await
     }
 
     /// Stops the server and waits for it, as SIGTERM would.
@@ -238,6 +252,8 @@ pub struct ServeProcess {
     child: Option<tokio::process::Child>,
     /// Where the process's log (its standard error, at info level) goes, across restarts.
     log_file: std::path::PathBuf,
+    /// More environment for the process (e.g. `SSE_LOGS_CONFIG`).
+    pub env: Vec<(String, String)>,
 }
 
 impl ServeProcess {
@@ -245,7 +261,7 @@ impl ServeProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log_file =
             std::env::temp_dir().join(format!("sse-logs-serve-{}.log", uuid::Uuid::new_v4().simple()));
-        Self { port, uri, database, child: None, log_file }
+        Self { port, uri, database, child: None, log_file, env: Vec::new() }
     }
 
     pub async fn start(&mut self) {
@@ -259,6 +275,7 @@ impl ServeProcess {
             .env("SSE_LOGS__MONGODB__URI", &self.uri)
             .env("SSE_LOGS__MONGODB__DATABASE", &self.database)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().cloned())
             .stderr(log)
             .spawn()
             .expect("the service starts");

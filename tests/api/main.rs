@@ -22,6 +22,8 @@ mod mongo_proxy;
 mod mongo_server;
 mod multi;
 mod nginx;
+mod notify;
+mod notify_faults;
 mod operate;
 mod outcome;
 mod proxy;
