@@ -42,4 +42,5 @@ mod storm;
 mod stream;
 mod stream_slots;
 mod times;
+mod window;
 mod writers;

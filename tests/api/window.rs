@@ -1,0 +1,79 @@
+//! Each followed log's window of recent lines (issue 26): a viewer that comes back inside it is
+//! served from memory, one that comes back before it reads MongoDB, and either way every line
+//! arrives once, in order, across the window's edges and the live edge.
+
+use crate::helpers::{assert_gets_every_line_once, spawn_app_with, take_data};
+
+/// What one line of these tests ("line N", N < 1000) costs in a window: its text and 160 bytes.
+const LINE_COST: usize = 8 + 160;
+/// A window that holds the newest 50 lines.
+const FIFTY_LINES: usize = 50 * LINE_COST;
+
+fn lines(from: usize, to: usize) -> Vec<String> {
+    (from..=to).map(|n| format!("line {n}")).collect()
+}
+
+async fn write(app: &crate::helpers::TestApp, from: usize, to: usize) {
+    let lines = lines(from, to);
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    app.write("win", 1_i64, &refs).await;
+}
+
+#[tokio::test]
+async fn resumes_on_both_sides_of_the_windows_edges_get_every_line_once_and_only_inside_it_from_memory() {
+    let per_log = FIFTY_LINES.to_string();
+    let app = spawn_app_with(&[("window.bytes_per_log", per_log.as_str())]).await;
+    write(&app, 1, 200).await;
+    // The window holds lines 151..=200. Each viewer resumes with its Last-Event-ID.
+    let resume = |from: usize| {
+        let request = app.http.get(app.stream_url("win", "1", "")).header("Last-Event-ID", from.to_string());
+        app.get_stream_with(request)
+    };
+    let before = app.metric("sse_logs_window_resumes_total");
+    let mut resumed = Vec::new();
+    for from in [100, 149, 150, 175] {
+        let mut client = resume(from).await;
+        // Its first line: it has joined (from the window or from MongoDB) before the log moves on.
+        assert_eq!(take_data(&mut client, 1).await, [format!("line {}", from + 1)]);
+        resumed.push((client, from + 1));
+    }
+    let mut live_edge = resume(200).await;
+    // Then the log goes on, past the window's first state (its oldest lines leave it), and ends.
+    write(&app, 201, 230).await;
+    assert_eq!(take_data(&mut live_edge, 1).await, ["line 201"], "the live edge goes live");
+    app.write("win", 1_i64, &["[DONE]"]).await;
+    for (client, from) in resumed {
+        assert_gets_every_line_once(client, from, 230).await;
+    }
+    assert_gets_every_line_once(live_edge, 201, 230).await;
+    let from_memory = app.metric("sse_logs_window_resumes_total") - before;
+    assert_eq!(from_memory, 3.0, "at its start, inside and at the live edge; not before it");
+
+    // After the end: the window answers the "already ended" check (EventSource stops on 204).
+    let done =
+        app.http.get(app.stream_url("win", "1", "")).header("Last-Event-ID", "231").send().await.unwrap();
+    assert_eq!(done.status(), 204);
+    let last = resume(230).await.collect_to_end().await;
+    assert_eq!(last.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["[DONE]"]);
+}
+
+#[tokio::test]
+async fn a_resync_empties_the_windows_so_a_log_written_anew_is_never_served_from_the_old_one() {
+    let app = spawn_app_with(&[]).await;
+    write(&app, 1, 20).await;
+    let request = app.http.get(app.stream_url("win", "1", "")).header("Last-Event-ID", "10");
+    let mut first = app.get_stream_with(request).await;
+    assert_eq!(take_data(&mut first, 10).await, lines(11, 20));
+    let resyncs = app.metric("sse_logs_resyncs_total");
+    // Dropping the collection invalidates the change stream: the hub resyncs.
+    app.logs.drop().await.unwrap();
+    app.write("win", 1_i64, &["new 1", "new 2", "new 3", "new 4", "new 5"]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app.metric("sse_logs_resyncs_total") == resyncs {
+        assert!(std::time::Instant::now() < deadline, "the hub resyncs after the collection is dropped");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let request = app.http.get(app.stream_url("win", "1", "")).header("Last-Event-ID", "3");
+    let mut again = app.get_stream_with(request).await;
+    assert_eq!(take_data(&mut again, 2).await, ["new 4", "new 5"]);
+}
