@@ -52,6 +52,7 @@ where
             items: Some(items),
             encoder,
             out: BytesMut::new(),
+            full: false,
             stop: Box::pin(stop),
             idle: Box::pin(tokio::time::sleep(keep_alive)),
             last_write: Instant::now(),
@@ -78,6 +79,8 @@ struct Parts<S, E> {
     stop: Pin<Box<dyn Future<Output = ()> + Send>>,
     /// What is gathered for the next write.
     out: BytesMut,
+    /// The last write was a full one (a backlog being replayed).
+    full: bool,
     /// Fires at `last_write + keep_alive`; moved on only when it fires, not at every write.
     idle: Pin<Box<Sleep>>,
     last_write: Instant,
@@ -107,11 +110,13 @@ where
     E: Encode,
 {
     fn poll_write(&mut self, cx: &mut Context<'_>, metrics: &Metrics) -> Poll<Option<Bytes>> {
-        let Some(items) = self.items.as_mut() else { return Poll::Ready(None) };
-        if self.stop.as_mut().poll(cx).is_ready() {
-            self.items = None;
+        // The shutdown moment is looked at when there is nothing to write, and between full
+        // writes (a long backlog): not for every live line, where thousands of viewers of a log
+        // would all touch the one shutdown signal.
+        if self.full && self.stopped(cx) {
             return Poll::Ready(None);
         }
+        let Some(items) = self.items.as_mut() else { return Poll::Ready(None) };
         // One item alone is written as its shared encoding, so it is held back until the
         // next poll says whether another one follows.
         let mut alone: Option<E::Item> = None;
@@ -121,7 +126,12 @@ where
                 Poll::Ready(Some(item)) => {
                     self.encoder.count(&item, metrics);
                     match alone.take() {
-                        None if self.out.is_empty() => alone = Some(item),
+                        None if self.out.is_empty() => {
+                            alone = Some(item);
+                            if items.alone() {
+                                break;
+                            }
+                        }
                         held => {
                             if let Some(held) = held {
                                 self.encoder.encode(&held, &mut self.out);
@@ -169,12 +179,25 @@ where
             return None;
         }
         self.last_write = Instant::now();
+        self.full = self.out.len() >= FLUSH_BYTES;
         Some(self.out.split().freeze())
+    }
+
+    /// Whether this stream's moment of the shutdown drain has come (then it ends).
+    fn stopped(&mut self, cx: &mut Context<'_>) -> bool {
+        let stopped = self.stop.as_mut().poll(cx).is_ready();
+        if stopped {
+            self.items = None;
+        }
+        stopped
     }
 
     /// After `keep_alive` without a write: what was gathered, else a keep-alive comment (SSE
     /// only). Until then, pending.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if self.stopped(cx) {
+            return Poll::Ready(None);
+        }
         loop {
             if self.idle.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;

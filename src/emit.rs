@@ -21,6 +21,7 @@ use sync_wrapper::SyncWrapper;
 struct Slot<T> {
     item: Mutex<Option<T>>,
     holding: AtomicBool,
+    alone: AtomicBool,
 }
 
 impl<T> Slot<T> {
@@ -34,17 +35,30 @@ pub(crate) trait Hold {
     /// True while a pause before the next item is only a read in progress (see
     /// [`Emitter::hold`]): a writer may keep gathering.
     fn holding(&self) -> bool;
+
+    /// True when the item just taken is the last one ready (see [`Emitter::last_ready`]).
+    fn alone(&self) -> bool {
+        false
+    }
 }
 
 impl<T> Hold for Emitted<T> {
     fn holding(&self) -> bool {
         self.slot.holding.load(Ordering::Relaxed)
     }
+
+    fn alone(&self) -> bool {
+        self.slot.alone.load(Ordering::Relaxed)
+    }
 }
 
 impl<S: Hold, F> Hold for futures_util::stream::Map<S, F> {
     fn holding(&self) -> bool {
         self.get_ref().holding()
+    }
+
+    fn alone(&self) -> bool {
+        self.get_ref().alone()
     }
 }
 
@@ -65,6 +79,12 @@ impl<T> Emitter<T> {
     /// cursor): then a pause between them is no reason to write what was gathered so far.
     pub fn hold(&self, holding: bool) {
         self.slot.holding.store(holding, Ordering::Relaxed);
+    }
+
+    /// Says whether the next item is the last one ready for now (nothing queued behind it), so
+    /// the stream's reader need not ask for another before writing it.
+    pub fn last_ready(&self, alone: bool) {
+        self.slot.alone.store(alone, Ordering::Relaxed);
     }
 
     /// Hands `item` to the stream and returns when the stream is asked for the next one.
@@ -89,7 +109,11 @@ pub(crate) fn emitted<T, F>(run: impl FnOnce(Emitter<T>) -> F) -> Emitted<T>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let slot = Arc::new(Slot { item: Mutex::new(None), holding: AtomicBool::new(false) });
+    let slot = Arc::new(Slot {
+        item: Mutex::new(None),
+        holding: AtomicBool::new(false),
+        alone: AtomicBool::new(false),
+    });
     let future = run(Emitter { slot: slot.clone() });
     Emitted { slot, run: Some(SyncWrapper::new(Box::pin(future))) }
 }

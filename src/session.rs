@@ -216,7 +216,10 @@ impl Session {
                 continue;
             }
             if self.consume(&live) {
+                // One new line and nothing behind it, the usual case: written at once.
+                self.out.last_ready(subscription.events.is_empty());
                 self.give(Line::Live(live)).await?;
+                self.out.last_ready(false);
             }
         }
         Ok(())
