@@ -23,9 +23,9 @@ use futures_util::TryStreamExt;
 use mongodb::Collection;
 use tokio::sync::watch;
 
+use super::settings::NotifySettings;
 use super::{Inner, Trigger};
 use crate::backoff::Backoff;
-use crate::config::NotifySettings;
 use crate::log::{Ending, LogKey, DONE};
 use crate::redact::Redactor;
 use crate::shutdown::Shutdown;

@@ -18,12 +18,12 @@ use std::sync::{Arc, Mutex};
 use bson::oid::ObjectId;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::NotifySettings;
 use crate::log::{Ending, LogKey, LogLine};
 use crate::metrics::Metrics;
 use crate::redact::Redactor;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
+use settings::NotifySettings;
 
 /// The collection of delivery claims (the contract names it; it does not follow the logs').
 pub const NOTIFICATIONS: &str = "sse_logs_notifications";
@@ -33,7 +33,8 @@ mod catch_up;
 mod claims;
 mod deliver;
 mod queue;
-mod rules;
+pub(crate) mod rules;
+pub mod settings;
 
 use body::{body, signature, Notice};
 pub use rules::{RuleError, Rules};

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use regex::Regex;
 
-use crate::config::{NotifySettings, WebhookSettings};
+use super::settings::{NotifySettings, WebhookSettings};
 use crate::log::{Ending, LogKey, Outcome};
 
 /// What fires a webhook: the words of `on`, each sent as the body's `event`.
