@@ -7,7 +7,8 @@
 #   scripts/bench.sh --quick      one run of each, smaller (about 2.5 minutes on 2 cores)
 #   options: --no-peers           sse-logs alone (skip the seed's Sanic view and Nchan)
 #            --out FILE           also write the table there (default target/bench/results-MODE.md)
-#            --only GROUPS        some of many,h2mem,fanout,burst,replay,redact,idle,push,growth,index
+#            --only GROUPS        some of many,h2mem,fanout,burst,replay,redact,idle,push,growth,index,
+#                                 storm,storm100,idle100k (reconnect storms and idle streams at scale)
 #                                 (comma-separated; index: start-up time of the index of logs at
 #                                 100k to 1M lines, about 1.5 minutes; --quick: 50k and 100k)
 #            --fanout-viewers N,...  only these fan-out sizes (1, 100, 1000, 10000)
