@@ -126,7 +126,10 @@ impl Hub {
     /// Joins the subscribers of `key`, or `None` while the change stream is not running (the
     /// caller waits on [`Hub::watch_live`]: a backlog read now could miss what the hub never saw).
     pub fn subscribe(&self, key: &LogKey) -> Option<Subscription> {
-        let mut state = self.lock();
+        self.subscribe_locked(&mut self.lock(), key)
+    }
+
+    fn subscribe_locked(&self, state: &mut State, key: &LogKey) -> Option<Subscription> {
         if !*self.shared.live.borrow() {
             return None;
         }
@@ -141,8 +144,10 @@ impl Hub {
     /// `from` that the log's window holds; `None` for the lines when the window does not reach
     /// back that far (or there is none). `None` while the change stream is not running.
     pub fn subscribe_from(&self, key: &LogKey, from: u64) -> Option<(Subscription, Option<Vec<WindowLine>>)> {
-        let subscription = self.subscribe(key)?;
-        let lines = self.lock().windows.after(key, from);
+        // One lock for both: a line dispatched in between would be in the window and the queue.
+        let mut state = self.lock();
+        let subscription = self.subscribe_locked(&mut state, key)?;
+        let lines = state.windows.after(key, from);
         Some((subscription, lines))
     }
 
@@ -175,16 +180,7 @@ impl Hub {
         let read = read.await;
         let mut state = self.lock();
         match read {
-            Ok(Some((last, recent))) => {
-                let lines = recent
-                    .into_iter()
-                    .filter_map(|stored| match stored {
-                        crate::store::Stored::Line(line) => Some(line),
-                        crate::store::Stored::Unreadable => None,
-                    })
-                    .collect();
-                state.windows.finish(key, lines, last.position);
-            }
+            Ok(Some((last, recent))) => state.windows.finish(key, recent, last.position),
             Ok(None) => state.windows.fail(key),
             Err(err) => {
                 tracing::warn!(error = %err, log_type = %key.log_type, id = %key.id, "reading a log's last lines failed; its viewers read MongoDB themselves");

@@ -6,8 +6,8 @@ use bson::{doc, Document};
 use mongodb::error::Result;
 use mongodb::Collection;
 
-use super::{Page, Store, Stored, BATCH_SIZE};
-use crate::log::{Ending, LogKey};
+use super::{LineCursor, Page, Store, Stored, BATCH_SIZE};
+use crate::log::{Ending, LogKey, LogLine};
 
 impl Store {
     /// Up to `limit` positions of the log after `from`, stopping at `[DONE]`.
@@ -54,16 +54,7 @@ impl Store {
     /// the documents before the window's first `_id`, so it fits the window even while lines are
     /// appended (by the `_id` order invariant).
     pub async fn tail(&self, key: &LogKey, k: u64) -> Result<(u64, Page)> {
-        let filter = key.filter();
-        let find = |logs: Collection<Document>| async move {
-            logs.find(filter)
-                .sort(doc! { "_id": -1 })
-                .limit(i64::try_from(k).unwrap_or(i64::MAX))
-                .projection(super::line_fields())
-                .batch_size(BATCH_SIZE)
-                .await
-        };
-        let mut cursor = self.cursor(self.query(find).await?);
+        let mut cursor = self.newest(key.filter(), k).await?;
         let mut window = Vec::new();
         while let Some(stored) = cursor.next().await? {
             window.push(stored);
@@ -106,30 +97,35 @@ impl Store {
         Ok((from, page))
     }
 
-    /// The log's newest `k` documents up to `upto` (its last line, as [`Store::last`] found it),
+    /// The log's newest `k` lines up to `upto` (its last line, as [`Store::last`] found it),
     /// oldest first: what a window of recent lines starts from. One query per stored form of the
     /// id (never an `$in` next to an `_id` range).
-    pub async fn recent(&self, key: &LogKey, upto: ObjectId, k: u64) -> Result<Vec<Stored>> {
-        let mut found: Vec<(ObjectId, Stored)> = Vec::new();
+    pub async fn recent(&self, key: &LogKey, upto: ObjectId, k: u64) -> Result<Vec<LogLine>> {
+        let mut found: Vec<LogLine> = Vec::new();
         for mut filter in key.exact_filters() {
             filter.insert("_id", doc! { "$lte": upto });
-            let find = |logs: Collection<Document>| async move {
-                logs.find(filter)
-                    .sort(doc! { "_id": -1 })
-                    .limit(i64::try_from(k).unwrap_or(i64::MAX))
-                    .projection(super::line_fields())
-                    .batch_size(BATCH_SIZE)
-                    .await
-            };
-            let mut cursor = self.cursor(self.query(find).await?);
-            while let Some(stored) = cursor.next().await? {
-                // An unreadable document has no ObjectId: it ends the window's reach backwards.
-                let Stored::Line(line) = &stored else { break };
-                found.push((line.oid, stored));
+            let mut cursor = self.newest(filter, k).await?;
+            // An unreadable document has no ObjectId: it ends the window's reach backwards.
+            while let Some(Stored::Line(line)) = cursor.next().await? {
+                found.push(line);
             }
         }
-        found.sort_by_key(|(oid, _)| *oid);
+        found.sort_by_key(|line| line.oid);
         let skip = found.len().saturating_sub(usize::try_from(k).unwrap_or(usize::MAX));
-        Ok(found.into_iter().skip(skip).map(|(_, stored)| stored).collect())
+        found.drain(..skip);
+        Ok(found)
+    }
+
+    /// The newest `k` documents matching `filter`, newest first.
+    async fn newest(&self, filter: Document, k: u64) -> Result<LineCursor> {
+        let find = |logs: Collection<Document>| async move {
+            logs.find(filter)
+                .sort(doc! { "_id": -1 })
+                .limit(i64::try_from(k).unwrap_or(i64::MAX))
+                .projection(super::line_fields())
+                .batch_size(BATCH_SIZE)
+                .await
+        };
+        Ok(self.cursor(self.query(find).await?))
     }
 }
