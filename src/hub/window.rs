@@ -65,6 +65,32 @@ impl Window {
     fn next(&self) -> u64 {
         self.first + self.lines.len() as u64
     }
+
+    /// Appends the next line; returns the bytes it adds.
+    fn push(&mut self, live: Arc<Live>, dispatched: bool) -> usize {
+        let size = cost(&live);
+        self.bytes += size;
+        self.last_oid = live.oid;
+        if live.is_done() {
+            self.ended = Some(self.next());
+        }
+        self.lines.push_back((live, dispatched));
+        size
+    }
+
+    /// Drops the oldest lines down to `bound` bytes (the newest always stays); returns the bytes
+    /// it freed.
+    fn trim(&mut self, bound: usize) -> usize {
+        let mut freed = 0;
+        while self.bytes > bound && self.lines.len() > 1 {
+            let Some((oldest, _)) = self.lines.pop_front() else { break };
+            let size = cost(&oldest);
+            self.bytes -= size;
+            freed += size;
+            self.first += 1;
+        }
+        freed
+    }
 }
 
 /// A line a viewer at a position gets from a window: its position, the line, and whether the
@@ -120,19 +146,19 @@ impl Windows {
         let heard_ids: HashSet<ObjectId> = heard.iter().map(|live| live.oid).collect();
         for line in recent {
             let dispatched = heard_ids.contains(&line.oid);
-            self.push(&mut window, Arc::new(Live::new(line)), dispatched);
+            window.push(Arc::new(Live::new(line)), dispatched);
         }
         for live in heard {
             if read.contains(&live.oid) {
                 continue;
             }
             if live.oid < window.last_oid {
-                self.bytes -= window.bytes;
                 return;
             }
-            self.push(&mut window, live, true);
+            window.push(live, true);
         }
-        self.trim(&mut window);
+        window.trim(self.bounds.per_log);
+        self.bytes += window.bytes;
         self.logs.insert(key.clone(), Slot::Ready(window));
         self.bound_total(key);
     }
@@ -175,10 +201,9 @@ impl Windows {
                     self.remove(key);
                     return;
                 }
-                let Some(Slot::Ready(mut window)) = self.logs.remove(key) else { return };
-                self.push(&mut window, live.clone(), true);
-                self.trim(&mut window);
-                self.logs.insert(key.clone(), Slot::Ready(window));
+                let added = window.push(live.clone(), true);
+                let freed = window.trim(self.bounds.per_log);
+                self.bytes = self.bytes + added - freed;
                 self.bound_total(key);
             }
         }
@@ -207,48 +232,23 @@ impl Windows {
         }
     }
 
-    pub fn remove(&mut self, key: &LogKey) {
-        match self.logs.remove(key) {
-            Some(Slot::Ready(window)) => self.bytes -= window.bytes,
-            Some(filling @ Slot::Filling { .. }) => {
-                // A read under way finishes into nothing; put it back so `finish` finds it.
-                self.logs.insert(key.clone(), filling);
+    /// Drops `key`'s window, if it has one (a read under way finishes as it would).
+    fn remove(&mut self, key: &LogKey) {
+        if matches!(self.logs.get(key), Some(Slot::Ready(_))) {
+            if let Some(Slot::Ready(window)) = self.logs.remove(key) {
+                self.bytes -= window.bytes;
             }
-            None => {}
         }
     }
 
-    /// Every window goes (a resync: what the hub heard may have gaps).
+    /// Every window goes (a resync: what the hub heard may have gaps); readers under way fail.
     pub fn clear(&mut self) {
-        let keys: Vec<LogKey> = self.logs.keys().cloned().collect();
-        for key in keys {
-            match self.logs.get(&key) {
-                Some(Slot::Filling { .. }) => self.fail(&key),
-                _ => self.remove(&key),
+        for (_, slot) in self.logs.drain() {
+            if let Slot::Filling { done, .. } = slot {
+                let _ = done.send(true);
             }
         }
-    }
-
-    fn push(&mut self, window: &mut Window, live: Arc<Live>, dispatched: bool) {
-        let size = cost(&live);
-        window.bytes += size;
-        self.bytes += size;
-        window.last_oid = live.oid;
-        if live.is_done() {
-            window.ended = Some(window.next());
-        }
-        window.lines.push_back((live, dispatched));
-    }
-
-    /// Keeps a window within its bound, dropping its oldest lines (its newest always stays).
-    fn trim(&mut self, window: &mut Window) {
-        while window.bytes > self.bounds.per_log && window.lines.len() > 1 {
-            let Some((oldest, _)) = window.lines.pop_front() else { break };
-            let size = cost(&oldest);
-            window.bytes -= size;
-            self.bytes -= size;
-            window.first += 1;
-        }
+        self.bytes = 0;
     }
 
     /// Keeps all windows within the total, dropping others': an ended log's first, else any
