@@ -163,7 +163,11 @@ where
                 None
             })
         });
-        if let Some(chunk) = shared.or_else(|| self.take()) {
+        if let Some(chunk) = shared {
+            self.wrote(&chunk);
+            return Poll::Ready(Some(chunk));
+        }
+        if let Some(chunk) = self.take() {
             return Poll::Ready(Some(chunk));
         }
         if ended {
@@ -178,9 +182,16 @@ where
         if self.out.is_empty() {
             return None;
         }
+        let chunk = self.out.split().freeze();
+        self.wrote(&chunk);
+        Some(chunk)
+    }
+
+    /// Notes a write: the keep-alive counts from it, and a full one makes the next poll look
+    /// at the shutdown moment first.
+    fn wrote(&mut self, chunk: &Bytes) {
         self.last_write = Instant::now();
-        self.full = self.out.len() >= FLUSH_BYTES;
-        Some(self.out.split().freeze())
+        self.full = chunk.len() >= FLUSH_BYTES;
     }
 
     /// Whether this stream's moment of the shutdown drain has come (then it ends).
@@ -213,8 +224,9 @@ where
                 return Poll::Ready(Some(chunk));
             }
             if self.encoder.is_sse() {
-                self.last_write = now;
-                return Poll::Ready(Some(sse::keep_alive()));
+                let keep_alive = sse::keep_alive();
+                self.wrote(&keep_alive);
+                return Poll::Ready(Some(keep_alive));
             }
         }
     }
