@@ -2,7 +2,19 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with, stored_documents, take_data};
+use crate::helpers::{spawn_app, spawn_app_with, stored_documents, take_data, TestApp};
+
+/// Appends `body` as text to log `log` (`type/id`).
+async fn post_text(app: &TestApp, log: &str, body: &'static str) -> reqwest::Response {
+    let url = app.url(&format!("/api/v1/logs/{log}"));
+    app.http.post(url).header("content-type", "text/plain").body(body).send().await.unwrap()
+}
+
+/// The `next` of an append's 201 answer.
+async fn next_of(response: reqwest::Response) -> u64 {
+    assert_eq!(response.status(), 201);
+    response.json::<Value>().await.unwrap()["next"].as_u64().unwrap()
+}
 
 #[tokio::test]
 async fn a_text_body_appends_one_line_per_newline_and_a_stream_sees_them() {
@@ -67,15 +79,8 @@ async fn bad_bodies_get_400_and_oversized_ones_413() {
 #[tokio::test]
 async fn positions_stay_exact_when_appends_and_other_writers_take_turns() {
     let app = spawn_app().await;
-    let append = |body: &'static str| {
-        let request =
-            app.http.post(app.url("/api/v1/logs/mix/1")).header("content-type", "text/plain").body(body);
-        async move {
-            let response = request.send().await.unwrap();
-            assert_eq!(response.status(), 201);
-            response.json::<serde_json::Value>().await.unwrap()["next"].as_u64().unwrap()
-        }
-    };
+    let app = &app;
+    let append = |body: &'static str| async move { next_of(post_text(app, "mix/1", body).await).await };
     assert_eq!(append("a\nb\nc\n").await, 3);
     // Another writer's lines carry no stored position: the next append counts, and from then on
     // the log's positions are counted, not stored (that writer may put lines before ours).
@@ -99,15 +104,8 @@ async fn positions_stay_exact_when_appends_and_other_writers_take_turns() {
 #[tokio::test]
 async fn another_writers_line_sorting_before_a_trusted_last_line_makes_the_next_append_count() {
     let app = spawn_app().await;
-    let append = |body: &'static str| {
-        let request =
-            app.http.post(app.url("/api/v1/logs/early/1")).header("content-type", "text/plain").body(body);
-        async move {
-            let response = request.send().await.unwrap();
-            assert_eq!(response.status(), 201);
-            response.json::<serde_json::Value>().await.unwrap()["next"].as_u64().unwrap()
-        }
-    };
+    let app = &app;
+    let append = |body: &'static str| async move { next_of(post_text(app, "early/1", body).await).await };
     // Three appends: the last line is checked for other writers once, then trusted.
     assert_eq!(append("a\n").await, 1);
     assert_eq!(append("b\n").await, 2);
@@ -132,15 +130,8 @@ async fn another_writers_line_sorting_before_a_trusted_last_line_makes_the_next_
 #[tokio::test]
 async fn the_remembered_last_line_never_hides_another_writers_end_or_a_deleted_log() {
     let app = spawn_app().await;
-    let append = |body: &'static str| {
-        let request =
-            app.http.post(app.url("/api/v1/logs/seen/1")).header("content-type", "text/plain").body(body);
-        async move { request.send().await.unwrap() }
-    };
-    let next = |response: reqwest::Response| async move {
-        assert_eq!(response.status(), 201);
-        response.json::<serde_json::Value>().await.unwrap()["next"].as_u64().unwrap()
-    };
+    let append = |body: &'static str| post_text(&app, "seen/1", body);
+    let next = next_of;
     assert_eq!(next(append("a\nb\n").await).await, 2);
     // The service remembers line 2 as the last; another process ends the log behind its back.
     app.write("seen", 1_i64, &["c", "[DONE]"]).await;
