@@ -541,6 +541,14 @@ mod tests {
     }
 
     #[test]
+    fn windows_default_to_a_mebibyte_per_log_and_a_per_log_bound_over_the_total_names_its_key() {
+        let s = Settings::load_from(env(&[])).unwrap();
+        assert_eq!((s.window.bytes_per_log, s.window.bytes), (1 << 20, 64 << 20));
+        let err = Settings::load_from(env(&[("SSE_LOGS__WINDOW__BYTES_PER_LOG", "70000000")])).unwrap_err();
+        assert!(err.to_string().contains("window.bytes_per_log"), "{err}");
+    }
+
+    #[test]
     fn a_bad_number_names_its_key() {
         let err = Settings::load_from(env(&[("SSE_LOGS__SSE__RETRY_MS", "soon")])).unwrap_err();
         assert!(err.to_string().contains("sse.retry_ms"), "{err}");

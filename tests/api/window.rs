@@ -77,3 +77,16 @@ async fn a_resync_empties_the_windows_so_a_log_written_anew_is_never_served_from
     let mut again = app.get_stream_with(request).await;
     assert_eq!(take_data(&mut again, 2).await, ["new 4", "new 5"]);
 }
+
+#[tokio::test]
+async fn with_windows_off_a_resume_reads_mongodb_and_still_gets_every_line_once() {
+    let app = spawn_app_with(&[("window.bytes_per_log", "0")]).await;
+    write(&app, 1, 20).await;
+    // At the live edge: even a window of one line would serve this resume.
+    let request = app.http.get(app.stream_url("win", "1", "")).header("Last-Event-ID", "20");
+    let client = app.get_stream_with(request).await;
+    write(&app, 21, 25).await;
+    app.write("win", 1_i64, &["[DONE]"]).await;
+    assert_gets_every_line_once(client, 20, 25).await;
+    assert_eq!(app.metric("sse_logs_window_resumes_total"), 0.0, "no window, no resume from one");
+}
