@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 mod window;
 
 use window::{Begin, Windows};
-pub(crate) use window::{Bounds, WindowLine};
+pub(crate) use window::{Bounds, Resume};
 
 use crate::backoff::Backoff;
 use crate::event::Live;
@@ -143,7 +143,7 @@ impl Hub {
     /// Joins the subscribers of `key` and takes, in the same step, the lines after position
     /// `from` that the log's window holds; `None` for the lines when the window does not reach
     /// back that far (or there is none). `None` while the change stream is not running.
-    pub fn subscribe_from(&self, key: &LogKey, from: u64) -> Option<(Subscription, Option<Vec<WindowLine>>)> {
+    pub fn subscribe_from(&self, key: &LogKey, from: u64) -> Option<(Subscription, Option<Resume>)> {
         // One lock for both: a line dispatched in between would be in the window and the queue.
         let mut state = self.lock();
         let subscription = self.subscribe_locked(&mut state, key)?;

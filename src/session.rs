@@ -23,7 +23,7 @@ use tracing::Instrument;
 use crate::backoff::Backoff;
 use crate::emit::{emitted, Emitted, Emitter};
 use crate::event::{Event, Line};
-use crate::hub::{Subscription, WindowLine};
+use crate::hub::{Resume, Subscription};
 use crate::log::{LogKey, LogLine};
 use crate::service::Service;
 use crate::store::{LineCursor, Stored};
@@ -103,7 +103,7 @@ impl Session {
                 }
                 let (mut subscription, window) = self.subscribe().await;
                 match window {
-                    Some(lines) => self.give_window(lines).await?,
+                    Some(resume) => self.give_window(resume, subscription.horizon).await?,
                     None => Box::pin(self.catch_up(subscription.horizon)).await?,
                 }
                 self.follow(&mut subscription).await
@@ -124,7 +124,7 @@ impl Session {
     /// Waits until the hub is live, then subscribes. A viewer that comes back (its first
     /// subscription, from a position) takes the lines after it from the log's window of recent
     /// lines in the same step, when the window reaches back that far.
-    async fn subscribe(&mut self) -> (Subscription, Option<Vec<WindowLine>>) {
+    async fn subscribe(&mut self) -> (Subscription, Option<Resume>) {
         let hub = &self.service.hub;
         let resuming = self.last.is_none() && self.from > 0;
         let mut live = hub.watch_live();
@@ -143,16 +143,18 @@ impl Session {
         }
     }
 
-    /// Gives the window's lines after the client's position: no MongoDB read. Those the hub may
-    /// still dispatch are remembered, so the queue does not give them again.
-    async fn give_window(&mut self, lines: Vec<WindowLine>) -> Result<(), Break> {
+    /// Gives the window's lines after the client's position: no MongoDB read. The window's
+    /// lines the hub may not have dispatched yet (its read can be ahead of the change stream)
+    /// are remembered as a backlog's are (those made since the horizon's margin), so the queue
+    /// does not give them again, those before the position too.
+    async fn give_window(&mut self, resume: Resume, horizon: SystemTime) -> Result<(), Break> {
         self.service.metrics.window_resumes.inc();
+        let cutoff = horizon.checked_sub(DEDUP_MARGIN).unwrap_or(SystemTime::UNIX_EPOCH);
+        let recent = resume.pending.into_iter().filter(|oid| SystemTime::from(oid.timestamp()) >= cutoff);
+        self.seen.extend(recent);
         self.pos = self.from;
-        for (n, live, may_come_again) in lines {
+        for (n, live) in resume.lines {
             debug_assert_eq!(n, self.pos + 1, "a window's positions follow each other");
-            if may_come_again {
-                self.seen.insert(live.oid);
-            }
             if self.consume(&live) {
                 self.give(Line::Live(live)).await?;
             }

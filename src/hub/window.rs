@@ -49,8 +49,9 @@ enum Slot {
     Ready(Window),
 }
 
-/// Positions `first..next` of one log, the newest last; each line says whether the hub has
-/// dispatched it yet (a line the read found may still be on its way through the change stream).
+/// Positions `first..next` of one log, the newest last; each line says whether the hub is known
+/// to have dispatched it (a line the read found may still be on its way through the change
+/// stream). The known ones are a prefix: the stream brings a log's lines in `_id` order.
 #[derive(Debug)]
 struct Window {
     lines: VecDeque<(Arc<Live>, bool)>,
@@ -67,7 +68,21 @@ impl Window {
     }
 
     /// Appends the next line; returns the bytes it adds.
+    /// Marks the lines up to the one at `at` dispatched: the change stream brings a log's lines
+    /// in `_id` order, so when it brings one, every line before it came already.
+    fn dispatched_upto(&mut self, at: usize) {
+        for (_, sent) in self.lines.range_mut(..=at).rev() {
+            if *sent {
+                break;
+            }
+            *sent = true;
+        }
+    }
+
     fn push(&mut self, live: Arc<Live>, dispatched: bool) -> usize {
+        if dispatched && !self.lines.is_empty() {
+            self.dispatched_upto(self.lines.len() - 1);
+        }
         let size = cost(&live);
         self.bytes += size;
         self.last_oid = live.oid;
@@ -79,7 +94,8 @@ impl Window {
     }
 
     /// Drops the oldest lines down to `bound` bytes (the newest always stays); returns the bytes
-    /// it freed.
+    /// it freed. Lines the hub had not dispatched are the newest (the stream's lag behind the
+    /// read), so only a lag longer than the whole bound could drop one.
     fn trim(&mut self, bound: usize) -> usize {
         let mut freed = 0;
         while self.bytes > bound && self.lines.len() > 1 {
@@ -93,9 +109,16 @@ impl Window {
     }
 }
 
-/// A line a viewer at a position gets from a window: its position, the line, and whether the
-/// hub may still dispatch it (then the viewer's queue can hold it again).
-pub(crate) type WindowLine = (u64, Arc<Live>, bool);
+/// What a viewer at a position gets from a window.
+#[derive(Debug)]
+pub(crate) struct Resume {
+    /// The lines after the position, each with its own.
+    pub lines: Vec<(u64, Arc<Live>)>,
+    /// The window's lines (before the position too) that the hub may not have dispatched yet
+    /// (the read found them and the change stream has brought none of them or later ones): the
+    /// viewer's queue may still bring them, and they must be dropped there.
+    pub pending: Vec<ObjectId>,
+}
 
 /// Where a caller stands with a log's window.
 #[derive(Debug)]
@@ -189,9 +212,9 @@ impl Windows {
             Slot::Ready(window) => {
                 if live.oid <= window.last_oid {
                     // The read found it before the change stream brought it: now dispatched.
-                    let known = window.lines.iter_mut().rev().find(|(line, _)| line.oid == live.oid);
+                    let known = window.lines.iter().rposition(|(line, _)| line.oid == live.oid);
                     match known {
-                        Some((_, dispatched)) => *dispatched = true,
+                        Some(at) => window.dispatched_upto(at),
                         // Out of `_id` order: positions would be guesses from here on.
                         None => self.remove(key),
                     }
@@ -210,18 +233,16 @@ impl Windows {
     }
 
     /// The lines after position `from`, if the window reaches back that far.
-    pub fn after(&self, key: &LogKey, from: u64) -> Option<Vec<WindowLine>> {
+    pub fn after(&self, key: &LogKey, from: u64) -> Option<Resume> {
         let Some(Slot::Ready(window)) = self.logs.get(key) else { return None };
         if from + 1 < window.first || from >= window.next() {
             return None;
         }
         let skip = usize::try_from(from + 1 - window.first).ok()?;
         let lines = window.lines.iter().enumerate().skip(skip);
-        Some(
-            lines
-                .map(|(at, (live, dispatched))| (window.first + at as u64, live.clone(), !dispatched))
-                .collect(),
-        )
+        let lines = lines.map(|(at, (live, _))| (window.first + at as u64, live.clone())).collect();
+        let pending = window.lines.iter().filter(|(_, sent)| !sent).map(|(live, _)| live.oid).collect();
+        Some(Resume { lines, pending })
     }
 
     /// `Some(end)` when the window knows whether the log has ended (`end`: its `[DONE]`'s position).
