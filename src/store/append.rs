@@ -31,7 +31,7 @@ use crate::log::{Ending, LogKey, DONE};
 /// How many inserts one append may make when other writers keep taking its positions; each
 /// lost race means another writer's batch went in, so this bounds a request, not progress.
 const MAX_ATTEMPTS: u32 = 16;
-/// The most a retry waits (at random, so two replicas that collided do not collide again).
+/// The most a later retry waits (at random, so writers that collided do not collide again).
 const MAX_RETRY_WAIT: Duration = Duration::from_millis(20);
 /// MongoDB's duplicate key error.
 const DUPLICATE_KEY: i32 = 11000;
@@ -102,14 +102,20 @@ impl Store {
                 self.last_lines.remember_appended(key, last, newest);
                 return Ok(Appended::Next(newest.position));
             };
-            // Some of the batch may be stored: look the log up again.
-            self.last_lines.remember(key, None);
+            // Some of the batch may be stored: the next look-up finds it (and the other
+            // writer's lines) after the remembered line, which stays trusted while the lines
+            // found after it carry positions, so the retry costs one query, like the winner's.
             match stored_before_duplicate(&err) {
                 Some(stored) if attempt < MAX_ATTEMPTS => {
                     tracing::debug!(log_type = %key.log_type, id = %key.id, stored, attempt, "another writer took a key of this append; trying the rest again");
                     rest = &rest[stored..];
                     attempt += 1;
-                    tokio::time::sleep(crate::backoff::jitter(MAX_RETRY_WAIT)).await;
+                    // The first retry goes at once: the winner's next append is still on its
+                    // way, and a loser that always waits would keep losing to a steady writer.
+                    // Later ones wait at random, for three or more writers that keep colliding.
+                    if attempt > 2 {
+                        tokio::time::sleep(crate::backoff::jitter(MAX_RETRY_WAIT)).await;
+                    }
                 }
                 _ => return Err(err),
             }

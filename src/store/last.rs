@@ -210,11 +210,11 @@ impl Store {
             (Some(document), _) => self.resolve(key, &document).await?,
             (None, None) => None,
         };
-        let still_checked = remembered
-            .filter(|(known, checked)| {
-                Some(known.oid) == last.map(|last| last.oid) && self.last_lines.trusted(*checked)
-            })
-            .is_some();
+        // Lines found after a checked one that carry positions were appended by this service
+        // (here or in another replica): had a line without one come in meanwhile, the stream
+        // would have heard it and forgotten the log.
+        let still_checked = remembered.is_some_and(|(_, checked)| self.last_lines.trusted(checked))
+            && last.is_some_and(|last| !last.shared);
         let last = match last {
             Some(last) if still_checked => Some(last),
             Some(last) if !last.shared && self.written_before_by_another(key, last.oid).await? => {

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with, stored_documents, take_data, TestApp};
+use crate::helpers::{spawn_app, spawn_app_counting, spawn_app_with, stored_documents, take_data, TestApp};
 
 /// Appends `body` as text to log `log` (`type/id`).
 async fn post_text(app: &TestApp, log: &str, body: &'static str) -> reqwest::Response {
@@ -125,6 +125,46 @@ async fn another_writers_line_sorting_before_a_trusted_last_line_makes_the_next_
     let d = stored.last().unwrap();
     assert_eq!(d.get_str("log").unwrap(), "d");
     assert!(d.get("n").is_none(), "a log another process writes stores no positions: {d}");
+}
+
+#[tokio::test]
+async fn an_append_after_another_replicas_lines_costs_what_any_append_costs() {
+    // Two replicas appending to one log take turns winning; a loser's retry must cost what the
+    // winner's append costs, or a steady writer starves it (seen in CI: 16 lost races, a 503).
+    let (app, proxy) = spawn_app_counting(&[]).await;
+    let app = &app;
+    let finds_of = |body: &'static str, next: u64| {
+        let proxy = &proxy;
+        async move {
+            let before = proxy.count("find");
+            assert_eq!(next_of(post_text(app, "turns/1", body).await).await, next);
+            proxy.count("find") - before
+        }
+    };
+    finds_of("a\n", 1).await;
+    finds_of("b\n", 2).await;
+    // "b" was checked for other writers' lines: "c" looks up only what came after it.
+    let trusted = finds_of("c\n", 3).await;
+    let mut viewer = app.get_stream(&app.stream_url("turns", "1", "")).await;
+    assert_eq!(take_data(&mut viewer, 3).await, ["a", "b", "c"]);
+    // Another replica appends two lines, with positions, after "c".
+    let stored = stored_documents(&app.logs, "turns").await;
+    let mut bytes = stored.last().unwrap().get_object_id("_id").unwrap().bytes();
+    bytes[4..].fill(0xff);
+    for (n, text) in [(4_i64, "x"), (5, "y")] {
+        bytes[11] = u8::try_from(n).unwrap();
+        let oid = bson::oid::ObjectId::from_bytes(bytes);
+        app.logs
+            .insert_one(bson::doc! { "_id": oid, "type": "turns", "id": 1_i64, "log": text, "n": n })
+            .await
+            .unwrap();
+    }
+    assert_eq!(take_data(&mut viewer, 2).await, ["x", "y"], "the service heard them");
+    let after_others = finds_of("d\n", 6).await;
+    assert_eq!(after_others, trusted, "no look-back for positioned lines: {:?}", proxy.counts());
+    let stored = stored_documents(&app.logs, "turns").await;
+    let texts: Vec<&str> = stored.iter().map(|d| d.get_str("log").unwrap()).collect();
+    assert_eq!(texts, ["a", "b", "c", "x", "y", "d"]);
 }
 
 #[tokio::test]

@@ -274,7 +274,8 @@ impl ServeProcess {
             .env("SSE_LOGS__HTTP__BIND", format!("127.0.0.1:{}", self.port))
             .env("SSE_LOGS__MONGODB__URI", &self.uri)
             .env("SSE_LOGS__MONGODB__DATABASE", &self.database)
-            .env("RUST_LOG", "info")
+            // `TEST_SERVE_LOG=sse_logs=debug` shows more in a failing test's process logs.
+            .env("RUST_LOG", std::env::var("TEST_SERVE_LOG").unwrap_or_else(|_| "info".into()))
             .envs(self.env.iter().cloned())
             .stderr(log)
             .spawn()
