@@ -286,6 +286,12 @@ impl LogStreamsBuilder {
         }
         tokio::spawn(hub.clone().run(store.clone(), self.shutdown.clone()));
         tokio::spawn(index::run(index.clone(), store.clone(), self.shutdown.clone()));
+        tokio::spawn(index::count_lengths(
+            index.clone(),
+            store.clone(),
+            self.metrics.clone(),
+            self.shutdown.clone(),
+        ));
         let service = Service {
             hub,
             store,

@@ -28,6 +28,10 @@ pub(crate) struct Metrics {
     /// Subscribers dropped for a full queue, then caught up from MongoDB.
     pub slow_client_catch_ups: IntCounter,
     pub window_resumes: IntCounter,
+    /// Lines the index had not heard of, found when an ended log was counted.
+    pub index_lines_unheard: IntCounter,
+    /// `?tail=` answers by how their position was found: `index` (no count) or `count`.
+    pub tail_reads: IntCounterVec,
     /// Logs deleted by the retention task.
     pub retention_logs_deleted: IntCounter,
     /// Passes of the retention task.
@@ -121,6 +125,14 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let tail_reads = IntCounterVec::new(
+            Opts::new(
+                "sse_logs_tail_reads_total",
+                "Snapshot ?tail= answers by how the position was found: index (the index's length, no count) or count.",
+            ),
+            &["how"],
+        )
+        .expect("valid metric");
         let notify_oldest_pending = prometheus::Gauge::new(
             "sse_logs_notify_oldest_pending_seconds",
             "Age of the oldest webhook delivery still pending in MongoDB (0: none).",
@@ -144,6 +156,7 @@ impl Metrics {
             Box::new(notify_attempts.clone()),
             Box::new(notify_claims.clone()),
             Box::new(notify_oldest_pending.clone()),
+            Box::new(tail_reads.clone()),
         ] {
             registry.register(metric).expect("unique metric");
         }
@@ -155,6 +168,9 @@ impl Metrics {
         }
         for result in ["won", "taken"] {
             notify_claims.with_label_values(&[result]);
+        }
+        for how in ["index", "count"] {
+            tail_reads.with_label_values(&[how]);
         }
         for route in ROUTES {
             streams_open.with_label_values(&[route]);
@@ -175,6 +191,10 @@ impl Metrics {
             window_resumes: counter(
                 "sse_logs_window_resumes_total",
                 "Streams that resumed from a log's window of recent lines, without reading MongoDB.",
+            ),
+            index_lines_unheard: counter(
+                "sse_logs_index_lines_unheard_total",
+                "Lines the index had not heard of (the change stream missed them, or they predate the log's listing), found by counting logs as they end.",
             ),
             retention_logs_deleted: counter(
                 "sse_logs_retention_logs_deleted_total",
@@ -221,6 +241,7 @@ impl Metrics {
             ),
             notify_attempts,
             notify_claims,
+            tail_reads,
             notify_oldest_pending,
             resident_memory: gauge(
                 "sse_logs_process_resident_memory_bytes",

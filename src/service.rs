@@ -10,9 +10,10 @@ use std::time::Duration;
 use crate::config::SseSettings;
 use crate::hub::Hub;
 use crate::index::Index;
+use crate::log::LogKey;
 use crate::metrics::{HubFigures, Metrics};
 use crate::shutdown::Shutdown;
-use crate::store::Store;
+use crate::store::{Page, Store};
 
 /// The running service's parts that every request and stream uses: one per process, shared.
 #[derive(Debug)]
@@ -41,6 +42,19 @@ impl Service {
             idle_secs: self.hub.idle().as_secs_f64(),
             resumable: self.hub.is_resumable(),
         })
+    }
+
+    /// The last `k` positions of a log and the position before them: from the index's length
+    /// when MongoDB counted it (no count now), else counted.
+    pub async fn tail(&self, key: &LogKey, k: u64) -> mongodb::error::Result<(u64, Page)> {
+        if let Some(known) = self.index.known(key).await {
+            if let Some(tail) = self.store.tail_known(key, k, known).await? {
+                self.metrics.tail_reads.with_label_values(&["index"]).inc();
+                return Ok(tail);
+            }
+        }
+        self.metrics.tail_reads.with_label_values(&["count"]).inc();
+        self.store.tail(key, k).await
     }
 
     /// Why the service cannot serve live lines now, if it cannot.

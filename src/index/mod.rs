@@ -6,11 +6,14 @@
 //! most once per second per log. At most `index.max_logs` logs are kept; the least recently
 //! updated are forgotten first, so memory stays bounded whatever the collection holds. A live log
 //! with no line for `index.idle_after_secs` turns idle (`idle.rs`), announced then and when it
-//! wakes up.
+//! wakes up. A log's length is what the change stream told, so it is trusted for reads that
+//! would count the log (`known`) only where MongoDB counted it: at the load, and once more when
+//! the log ends (`lengths.rs`), since a stream can miss inserts without saying so.
 
 mod cursor;
 mod filter;
 mod idle;
+mod lengths;
 mod load;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -19,23 +22,28 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bson::oid::ObjectId;
 use serde::Serialize;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 pub(crate) use cursor::{decode as decode_cursor, encode as encode_cursor, Position};
 pub(crate) use filter::{Filter, StateFilter, Status};
+pub(crate) use lengths::run as count_lengths;
 pub(crate) use load::run;
 
 use crate::config::IndexSettings;
 use crate::log::{Ending, LogKey};
 use crate::notify::Notifier;
-use crate::store::LogStats;
+use crate::store::{Known, LogStats};
 
 /// A growing log is announced at most this often.
 const GROWTH_EVERY: Duration = Duration::from_secs(1);
+/// The longest a read waits for a count under way before counting by itself.
+const COUNT_PATIENCE: Duration = Duration::from_secs(5);
 /// Changes an index stream may fall behind by before it is sent the whole list again.
 const CHANGES_CAPACITY: usize = 4096;
 /// Inserts held while the start-up aggregation runs; beyond it the load starts over.
 const LOAD_BUFFER: usize = 1_000_000;
+/// Ended logs waiting to be counted; beyond it a log is not counted (its tail counts instead).
+const COUNTS_WAITING: usize = 1024;
 
 /// One insert, as the hub hands it over.
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +103,11 @@ struct Shared {
     settings: IndexSettings,
     /// Told of each log turning idle.
     notify: Notifier,
+    /// Logs to count once ended (the `_id` of their last line), for `lengths.rs`.
+    counts: mpsc::Sender<(LogKey, ObjectId)>,
+    count_requests: Mutex<Option<mpsc::Receiver<(LogKey, ObjectId)>>>,
+    /// Bumped when a count is in.
+    counted: watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -109,6 +122,8 @@ struct State {
     pending: HashSet<LogKey>,
     /// The live logs not idle yet, by when they were last updated: the next to turn idle first.
     quiet: BTreeSet<(SystemTime, LogKey)>,
+    /// Logs being counted now.
+    counting: HashSet<LogKey>,
 }
 
 #[derive(Debug)]
@@ -121,13 +136,15 @@ struct Entry {
     updated: SystemTime,
     idle: bool,
     announced: Option<Instant>,
+    /// The last `_id` when MongoDB counted `lines`: they are exact while it is still `last`.
+    counted: Option<ObjectId>,
 }
 
 impl Entry {
     fn new(first: ObjectId, last: ObjectId, lines: u64, end: Option<Ending>, at: Option<SystemTime>) -> Self {
         let updated = at.unwrap_or_else(|| last.timestamp().into());
         let (done, ending) = (end.is_some(), end.unwrap_or_default());
-        Self { first, last, lines, done, ending, updated, idle: false, announced: None }
+        Self { first, last, lines, done, ending, updated, idle: false, announced: None, counted: None }
     }
 
     fn status(&self) -> Status {
@@ -146,8 +163,23 @@ impl Index {
         let (changes, _) = broadcast::channel(CHANGES_CAPACITY);
         let (ready, _) = watch::channel(false);
         let (generation, _) = watch::channel(0);
+        let (counted, _) = watch::channel(0);
+        let (counts, requests) = mpsc::channel(COUNTS_WAITING);
         let state = Mutex::new(State::default());
-        Self { shared: Arc::new(Shared { state, changes, ready, generation, settings, notify }) }
+        let count_requests = Mutex::new(Some(requests));
+        Self {
+            shared: Arc::new(Shared {
+                state,
+                changes,
+                ready,
+                generation,
+                settings,
+                notify,
+                counts,
+                count_requests,
+                counted,
+            }),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -194,6 +226,7 @@ impl Index {
             state.order.insert((stats.last, stats.key.clone()));
             let end = stats.done.then_some(stats.ending);
             let mut entry = Entry::new(stats.first, stats.last, stats.lines, end, None);
+            entry.counted = Some(stats.last);
             // Logs long silent are idle from the start, without an announcement each: the
             // streams are sent the whole list below.
             entry.idle = !entry.done && self.silent_long_enough(entry.updated, now);
@@ -248,6 +281,10 @@ impl Index {
         if ended_now {
             entry.done = true;
             entry.ending = ending;
+            let last = entry.last;
+            if self.shared.counts.try_send((key.clone(), last)).is_ok() {
+                state.counting.insert(key.clone());
+            }
         }
         let recently = entry.announced.is_some_and(|at| at.elapsed() < GROWTH_EVERY);
         if ended_now || woke || !recently {
@@ -306,6 +343,30 @@ impl Index {
             })
             .take(max)
             .collect()
+    }
+
+    /// The log's first and last `_id` and its length, when MongoDB counted it and nothing was
+    /// heard since (`None` otherwise, or while the list is being rebuilt): for reads that would
+    /// count the log. A count under way (the log just ended) is waited for.
+    pub async fn known(&self, key: &LogKey) -> Option<Known> {
+        let mut counted = self.shared.counted.subscribe();
+        loop {
+            {
+                let state = self.lock();
+                if state.loading.is_some() {
+                    return None;
+                }
+                if !state.counting.contains(key) {
+                    let entry = state.logs.get(key).filter(|entry| entry.counted == Some(entry.last))?;
+                    return Some(Known { first: entry.first, last: entry.last, lines: entry.lines });
+                }
+            }
+            // Counts end (the task outlives the service's requests); the bound is for safety.
+            match tokio::time::timeout(COUNT_PATIENCE, counted.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return None,
+            }
+        }
     }
 
     /// The changes from now on.

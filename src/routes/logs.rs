@@ -56,7 +56,7 @@ async fn read_snapshot(log_type: Segment, id: Segment, request: Incoming) -> Res
         Some(tail) if !(1..=MAX_LIMIT).contains(&tail) => {
             return Err(ApiError::invalid("tail", format!("must be between 1 and {MAX_LIMIT}")));
         }
-        Some(tail) => store.tail(&key, tail).await?,
+        Some(tail) => request.state.service.tail(&key, tail).await?,
         None => {
             let from = query.count("from")?.unwrap_or(0);
             let limit = query.count("limit")?.unwrap_or(DEFAULT_LIMIT);

@@ -30,6 +30,7 @@ mod append;
 mod last;
 mod pages;
 mod prune;
+mod tail;
 mod watch;
 
 use append::AppendLocks;
@@ -39,6 +40,7 @@ pub(crate) use watch::{Change, Inserts};
 mod summary;
 
 pub(crate) use summary::LogStats;
+pub(crate) use tail::Known;
 
 /// Documents fetched per round trip while replaying a backlog.
 const BATCH_SIZE: u32 = 1000;

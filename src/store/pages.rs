@@ -1,5 +1,5 @@
-//! Reading a log by position, for the snapshot route, `tail` and `push`'s look-ups: a window
-//! from a position, the last positions of the log, or the recent lines a hub window starts from.
+//! Reading a log by position, for the snapshot route and `push`'s look-ups: a window from a
+//! position, or the recent lines a hub window starts from (the last positions: `tail.rs`).
 
 use bson::oid::ObjectId;
 use bson::{doc, Document};
@@ -50,60 +50,29 @@ impl Store {
         Ok(page)
     }
 
-    /// The last `k` positions of the log and the position before the first of them. `from` counts
-    /// the documents before the window's first `_id`, so it fits the window even while lines are
-    /// appended (by the `_id` order invariant).
-    pub async fn tail(&self, key: &LogKey, k: u64) -> Result<(u64, Page)> {
-        let mut cursor = self.newest(key.filter(), k).await?;
-        let mut window = Vec::new();
-        while let Some(stored) = cursor.next().await? {
-            window.push(stored);
-        }
-        window.reverse();
-        let oldest = window.iter().find_map(|stored| match stored {
-            Stored::Line(line) => Some(line.oid),
-            Stored::Unreadable => None,
-        });
-        let from = match oldest {
-            None => 0,
-            Some(oid) => {
-                let mut before = key.filter();
-                before.insert("_id", doc! { "$lt": oid });
-                self.count_matching(before).await?
-            }
-        };
-        let mut page = Page {
-            lines: Vec::with_capacity(window.len()),
-            times: Vec::with_capacity(window.len()),
-            next: from,
-            done: false,
-            ending: Ending::default(),
-        };
-        for stored in window {
-            page.next += 1;
-            match stored {
-                Stored::Line(line) if line.is_done() => {
-                    page.done = true;
-                    page.ending = line.ending;
-                    break;
-                }
-                Stored::Line(line) => {
-                    page.times.push(line.time_ms());
-                    page.lines.push(line.text);
-                }
-                Stored::Unreadable => {}
-            }
-        }
-        Ok((from, page))
+    /// The log's newest `k` lines up to `upto` (its last line, as [`Store::last`] found it),
+    /// oldest first: what a window of recent lines starts from.
+    pub async fn recent(&self, key: &LogKey, upto: ObjectId, k: u64) -> Result<Vec<LogLine>> {
+        self.recent_since(key, None, upto, k).await
     }
 
-    /// The log's newest `k` lines up to `upto` (its last line, as [`Store::last`] found it),
-    /// oldest first: what a window of recent lines starts from. One query per stored form of the
-    /// id (never an `$in` next to an `_id` range).
-    pub async fn recent(&self, key: &LogKey, upto: ObjectId, k: u64) -> Result<Vec<LogLine>> {
+    /// The newest `k` lines from `since` (when given) up to `upto`, oldest first. One query per
+    /// stored form of the id (never an `$in` next to an `_id` range); a lower bound keeps the
+    /// read to that range on a server that does not walk an index backwards (the test server).
+    pub(super) async fn recent_since(
+        &self,
+        key: &LogKey,
+        since: Option<ObjectId>,
+        upto: ObjectId,
+        k: u64,
+    ) -> Result<Vec<LogLine>> {
         let mut found: Vec<LogLine> = Vec::new();
         for mut filter in key.exact_filters() {
-            filter.insert("_id", doc! { "$lte": upto });
+            let mut range = doc! { "$lte": upto };
+            if let Some(since) = since {
+                range.insert("$gte", since);
+            }
+            filter.insert("_id", range);
             let mut cursor = self.newest(filter, k).await?;
             // An unreadable document has no ObjectId: it ends the window's reach backwards.
             while let Some(Stored::Line(line)) = cursor.next().await? {
@@ -117,7 +86,7 @@ impl Store {
     }
 
     /// The newest `k` documents matching `filter`, newest first.
-    async fn newest(&self, filter: Document, k: u64) -> Result<LineCursor> {
+    pub(super) async fn newest(&self, filter: Document, k: u64) -> Result<LineCursor> {
         let find = |logs: Collection<Document>| async move {
             logs.find(filter)
                 .sort(doc! { "_id": -1 })

@@ -41,6 +41,7 @@ mod stall;
 mod storm;
 mod stream;
 mod stream_slots;
+mod tail;
 mod times;
 mod window;
 mod writers;

@@ -13,6 +13,8 @@ pub struct MongoServer {
     bin: String,
     dir: PathBuf,
     child: Option<Child>,
+    /// More `secantusd-rs` options (ignored by the PyPI build).
+    extra: Vec<String>,
 }
 
 impl MongoServer {
@@ -22,7 +24,19 @@ impl MongoServer {
             .expect("SSE_LOGS_TEST_MONGODB_BIN is not set: run the tests with scripts/test.sh");
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = std::env::temp_dir().join(format!("sse-logs-test-{}", uuid::Uuid::new_v4().simple()));
-        Self { port, bin, dir, child: None }
+        Self { port, bin, dir, child: None, extra: Vec::new() }
+    }
+
+    /// A server started with more options, e.g. a smaller oplog.
+    pub fn with_args(args: &[&str]) -> Self {
+        let mut server = Self::new();
+        server.extra = args.iter().map(|arg| (*arg).to_owned()).collect();
+        server
+    }
+
+    /// Whether the options of [`MongoServer::with_args`] are used (`secantusd-rs`, not the PyPI build).
+    pub fn takes_args(&self) -> bool {
+        self.bin.ends_with("secantusd-rs")
     }
 
     pub fn uri(&self) -> String {
@@ -40,7 +54,7 @@ impl MongoServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if self.bin.ends_with("secantusd-rs") {
-            command.args(["--log-file-max", "16MB", "--log-level", "WARNING"]);
+            command.args(["--log-file-max", "16MB", "--log-level", "WARNING"]).args(&self.extra);
         }
         self.child = Some(command.spawn().expect("the test MongoDB server starts"));
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -73,6 +73,14 @@ async function settle() {
   await reader.cancel();
 }
 
+/** `sse_logs_tail_reads_total{how}`: `?tail=` answers by how their position was found. */
+async function tailReads(how) {
+  const text = await (await fetch(service.url('/metrics'))).text();
+  const line = text.split('\n').find((l) => l.startsWith(`sse_logs_tail_reads_total{how="${how}"} `));
+  assert.ok(line, 'the series is exported');
+  return Number(line.split(' ').pop());
+}
+
 /** In the page: ms from navigation until line n's row is inside the visible part of the log. */
 function lineVisibleAt(page, n, timeout = 60_000) {
   return page.waitForFunction((want) => {
@@ -106,9 +114,12 @@ it(`opens an ended ${TOTAL.toLocaleString('en-US')}-line log at its end, then fi
   report.write200kMs = Math.round(performance.now() - tw);
   await settle();
 
+  const indexTails = await tailReads('index');
   const { page, context, errors } = await openPage(browser);
   await page.goto(service.viewerUrl('ci', ended), { waitUntil: 'commit' });
   const lastVisible = await lineVisibleAt(page, TOTAL);
+  // The page opened at the tail without a count: the index's length, counted as the log ended.
+  assert.equal(await tailReads('index'), indexTails + 1);
   assert.equal(await page.textContent(`#rows .row[data-n="${TOTAL}"] .tx`), plain(TOTAL));
   const complete = await completeAt(page);
   const ts = performance.now();
