@@ -301,6 +301,7 @@ impl LogStreamsBuilder {
             drain: self.drain,
             stall_after: self.stall_after,
             index,
+            shared_reads: crate::service::SharedReads::default(),
         };
         LogStreams { state: AppState::new(service, self.access, self.allowed_origins, self.limits) }
     }

@@ -38,7 +38,7 @@
 // query, the change stream, migrations); webhooks told of ends, idle logs and matches
 // (`notify`); the list of logs; what a stream carries (`event`), the hub that fans the change
 // stream out as events (and hands each insert to the index and to `notify`), and retention; the
-// service's shared parts; one viewer's session and several merged, both yielding events; then
+// service's shared parts (with `flights`: reads of ended logs that requests arriving together share); one viewer's session and several merged, both yielding events; then
 // the edge: the SSE grammar, the encoders that turn events into bytes, and the one streaming
 // body that writes them; the API error and who may do what; the HTTP routes; the embedding API
 // built from them; the `serve` binary's server and wiring; the command line.
@@ -66,6 +66,7 @@ mod event;
 mod hub;
 mod retention;
 
+mod flights;
 mod service;
 
 mod session;

@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::flights::Flights;
+
 use crate::config::SseSettings;
 use crate::hub::Hub;
 use crate::index::Index;
@@ -29,6 +31,19 @@ pub(crate) struct Service {
     pub stall_after: Duration,
     /// The list of logs, kept current by the hub.
     pub index: Index,
+    /// Tail and page reads of ended logs under way, shared by the requests that arrive meanwhile.
+    pub shared_reads: SharedReads,
+}
+
+/// The last positions of a log: where they start, and the page of them.
+pub(crate) type Tail = (u64, Arc<Page>);
+
+/// Reads of ended logs that requests arriving together share (`flights.rs`).
+#[derive(Debug, Default)]
+pub(crate) struct SharedReads {
+    /// `None`: the log is not as the index says (then each request counts).
+    tails: Flights<(LogKey, u64), Option<Tail>>,
+    pages: Flights<(LogKey, u64, u64), Arc<Page>>,
 }
 
 impl Service {
@@ -46,15 +61,32 @@ impl Service {
 
     /// The last `k` positions of a log and the position before them: from the index's length
     /// when MongoDB counted it (no count now), else counted.
-    pub async fn tail(&self, key: &LogKey, k: u64) -> mongodb::error::Result<(u64, Page)> {
+    /// Requests that arrive while the same tail of the same ended log is read share that read.
+    pub async fn tail(&self, key: &LogKey, k: u64) -> mongodb::error::Result<Tail> {
         if let Some(known) = self.index.known(key).await {
-            if let Some(tail) = self.store.tail_known(key, k, known).await? {
+            let (store, log) = (self.store.clone(), key.clone());
+            let read = async move {
+                Ok(store.tail_known(&log, k, known).await?.map(|(from, page)| (from, Arc::new(page))))
+            };
+            if let Some(tail) = self.shared_reads.tails.read((key.clone(), k), read).await? {
                 self.metrics.tail_reads.with_label_values(&["index"]).inc();
                 return Ok(tail);
             }
         }
         self.metrics.tail_reads.with_label_values(&["count"]).inc();
-        self.store.tail(key, k).await
+        let (from, page) = self.store.tail(key, k).await?;
+        Ok((from, Arc::new(page)))
+    }
+
+    /// Up to `limit` positions of the log after `from`. Requests that arrive while the same page
+    /// of the same ended log is read share that read.
+    pub async fn page(&self, key: &LogKey, from: u64, limit: u64) -> mongodb::error::Result<Arc<Page>> {
+        if self.index.known(key).await.is_none() {
+            return Ok(Arc::new(self.store.page(key, from, limit).await?));
+        }
+        let (store, log) = (self.store.clone(), key.clone());
+        let read = async move { Ok(Arc::new(store.page(&log, from, limit).await?)) };
+        self.shared_reads.pages.read((key.clone(), from, limit), read).await
     }
 
     /// Why the service cannot serve live lines now, if it cannot.

@@ -345,9 +345,11 @@ impl Index {
             .collect()
     }
 
-    /// The log's first and last `_id` and its length, when MongoDB counted it and nothing was
-    /// heard since (`None` otherwise, or while the list is being rebuilt): for reads that would
-    /// count the log. A count under way (the log just ended) is waited for.
+    /// An ended log's first and last `_id` and its length, when MongoDB counted it and nothing
+    /// was heard since (`None` otherwise, or while the list is being rebuilt): for reads that
+    /// would count the log. A count under way (the log just ended) is waited for. A live log is
+    /// left out even when counted: a read from what the index has heard could miss a line just
+    /// written, which a caller that wrote it expects to see.
     pub async fn known(&self, key: &LogKey) -> Option<Known> {
         let mut counted = self.shared.counted.subscribe();
         loop {
@@ -357,7 +359,10 @@ impl Index {
                     return None;
                 }
                 if !state.counting.contains(key) {
-                    let entry = state.logs.get(key).filter(|entry| entry.counted == Some(entry.last))?;
+                    let entry = state
+                        .logs
+                        .get(key)
+                        .filter(|entry| entry.done && entry.counted == Some(entry.last))?;
                     return Some(Known { first: entry.first, last: entry.last, lines: entry.lines });
                 }
             }

@@ -23,10 +23,10 @@ struct Snapshot<'a> {
     log_type: &'a str,
     id: &'a str,
     from: u64,
-    lines: Vec<String>,
+    lines: &'a [String],
     /// With `times=1`: each line's time, ms since the epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
-    times: Option<Vec<u64>>,
+    times: Option<&'a [u64]>,
     next: u64,
     done: bool,
     /// `outcome` and `exit_code`, once `done`.
@@ -48,7 +48,7 @@ async fn read_snapshot(log_type: Segment, id: Segment, request: Incoming) -> Res
     let key = log_key(log_type.0, id.0)?;
     request.authorize(&query, &key, Action::Read).await?;
     let times = query.flag("times")?;
-    let store = &request.state.service.store;
+    let service = &request.state.service;
     let (from, page) = match query.count("tail")? {
         Some(_) if query.get("from").is_some() || query.get("limit").is_some() => {
             return Err(ApiError::invalid("tail", "cannot be combined with `from` or `limit`"));
@@ -56,22 +56,22 @@ async fn read_snapshot(log_type: Segment, id: Segment, request: Incoming) -> Res
         Some(tail) if !(1..=MAX_LIMIT).contains(&tail) => {
             return Err(ApiError::invalid("tail", format!("must be between 1 and {MAX_LIMIT}")));
         }
-        Some(tail) => request.state.service.tail(&key, tail).await?,
+        Some(tail) => service.tail(&key, tail).await?,
         None => {
             let from = query.count("from")?.unwrap_or(0);
             let limit = query.count("limit")?.unwrap_or(DEFAULT_LIMIT);
             if !(1..=MAX_LIMIT).contains(&limit) {
                 return Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_LIMIT}")));
             }
-            (from, store.page(&key, from, limit).await?)
+            (from, service.page(&key, from, limit).await?)
         }
     };
     let body = Snapshot {
         log_type: &key.log_type,
         id: &key.id,
         from,
-        lines: page.lines,
-        times: times.then_some(page.times),
+        lines: &page.lines,
+        times: times.then_some(&page.times),
         next: page.next,
         done: page.done,
         ending: page.done.then_some(page.ending),

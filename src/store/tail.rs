@@ -45,14 +45,13 @@ impl Store {
             Stored::Line(line) => Some(line.oid),
             Stored::Unreadable => None,
         });
-        let from = match oldest {
-            None => 0,
-            Some(oid) => {
-                let mut before = key.filter();
+        let mut from = 0;
+        if let Some(oid) = oldest {
+            for mut before in key.exact_filters() {
                 before.insert("_id", doc! { "$lt": oid });
-                self.count_matching(before).await?
+                from += self.count_matching(before).await?;
             }
-        };
+        }
         Ok((from, page_of(from, window)))
     }
 

@@ -19,6 +19,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
+/// Counted (besides the command's name) for a read whose filter has an `$in` on `id` beside a
+/// range on `_id`: one the test server does not plan on the `{type, id, _id}` index.
+pub const IN_BESIDE_ID_RANGE: &str = "read with an id $in beside an _id range";
+
 const OP_MSG: i32 = 2013;
 const OP_QUERY: i32 = 2004;
 /// Larger than any message MongoDB accepts (48 MB): a length beyond it means the stream is garbled.
@@ -161,12 +165,37 @@ fn on_request(message: &[u8], tally: &Mutex<Tally>, opening: &Mutex<HashSet<i32>
                     }
                 }
                 _ if opcode(message) == OP_QUERY => format!("OP_QUERY {name}"),
-                _ => name,
+                _ => {
+                    if in_beside_id_range(&command) {
+                        *tally.lock().unwrap().counts.entry(IN_BESIDE_ID_RANGE.to_owned()).or_default() += 1;
+                    }
+                    name
+                }
             }
         }
         (code, _) => format!("opcode {code}"),
     };
     *tally.lock().unwrap().counts.entry(name).or_default() += 1;
+}
+
+/// Whether a `find`'s filter, or an `aggregate`'s first `$match`, has an `$in` on `id` and an
+/// `_id` range.
+fn in_beside_id_range(command: &Document) -> bool {
+    let filter = match command.keys().next().map(String::as_str) {
+        Some("find") => command.get_document("filter").ok(),
+        Some("aggregate") => command
+            .get_array("pipeline")
+            .ok()
+            .and_then(|stages| stages.first())
+            .and_then(Bson::as_document)
+            .and_then(|stage| stage.get_document("$match").ok()),
+        _ => None,
+    };
+    filter.is_some_and(|filter| {
+        let id_in = filter.get_document("id").is_ok_and(|id| id.contains_key("$in"));
+        let id_range = filter.get_document("_id").is_ok_and(|range| range.keys().any(|k| k.starts_with('$')));
+        id_in && id_range
+    })
 }
 
 fn on_reply(message: &[u8], tally: &Mutex<Tally>, opening: &Mutex<HashSet<i32>>) {

@@ -1,11 +1,12 @@
 //! `?tail=K` from what the index knows: an ended log's last positions without counting it when
-//! asked (it was counted once as it ended), and the count whenever that length may be wrong.
+//! asked (it was counted once as it ended), and the count whenever that length may be wrong;
+//! and requests for the same answer about an ended log sharing one read.
 
 use bson::oid::ObjectId;
 use bson::{doc, Bson, Document};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_against, spawn_app_with, SseClient, TestApp};
+use crate::helpers::{spawn_app, spawn_app_against, spawn_app_counting, spawn_app_with, SseClient, TestApp};
 use crate::index::wait_for;
 use crate::mongo_server::MongoServer;
 
@@ -127,7 +128,7 @@ async fn an_id_stored_as_a_number_and_as_text_is_one_log_for_the_tail_too() {
     let mut events = index_events(&app).await;
     let mut documents: Vec<Document> = Vec::new();
     for n in 1..=51_u32 {
-        let id = if n % 2 == 0 { Bson::Int64(7) } else { Bson::String("7".into()) };
+        let id = if n.is_multiple_of(2) { Bson::Int64(7) } else { Bson::String("7".into()) };
         let text = if n == 51 { "[DONE]".to_owned() } else { format!("line {n}") };
         documents.push(doc! { "_id": ObjectId::new(), "type": "ci", "id": id, "log": text });
     }
@@ -165,5 +166,30 @@ async fn lines_the_change_stream_never_told_do_not_shift_the_tail() {
     assert_eq!(tails_by(&app, "index"), 1.0);
     if server.takes_args() {
         assert!(app.metric("sse_logs_index_lines_unheard_total") > 0.0, "the stream skipped lines");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_viewers_opening_an_ended_log_at_once_share_its_reads() {
+    let (app, proxy) = spawn_app_counting(&[]).await;
+    let mut events = index_events(&app).await;
+    for chunk in numbered(1..=20_000).chunks(5000) {
+        write(&app, "shared", chunk).await;
+    }
+    app.write("ci", "shared", &["[DONE]"]).await;
+    listed(&mut events, "shared", 20_001).await;
+    // Once counted (a tail waits for the count), every tail is the same read.
+    let first = get_json(&app, "/api/v1/logs/ci/shared?tail=10000").await;
+    for path in ["/api/v1/logs/ci/shared?tail=10000", "/api/v1/logs/ci/shared?from=0&limit=10000"] {
+        let finds = proxy.count("find");
+        let answers = futures_util::future::join_all((0..200).map(|_| get_json(&app, path))).await;
+        let reads = proxy.count("find") - finds;
+        assert!(answers.windows(2).all(|pair| pair[0] == pair[1]), "one answer for all");
+        assert!(reads < 50, "{path}: 200 requests made {reads} reads");
+        if path.contains("tail") {
+            assert_eq!(answers[0], first);
+        } else {
+            assert_eq!(answers[0]["lines"][9999], "line 10000");
+        }
     }
 }

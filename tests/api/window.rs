@@ -2,7 +2,8 @@
 //! served from memory, one that comes back before it reads MongoDB, and either way every line
 //! arrives once, in order, across the window's edges and the live edge.
 
-use crate::helpers::{assert_gets_every_line_once, spawn_app_with, take_data};
+use crate::helpers::{assert_gets_every_line_once, spawn_app_counting, spawn_app_with, take_data};
+use crate::mongo_proxy::IN_BESIDE_ID_RANGE;
 
 /// What one line of these tests ("line N", N < 1000) costs in a window: its text and 160 bytes.
 const LINE_COST: usize = 8 + 160;
@@ -89,4 +90,23 @@ async fn with_windows_off_a_resume_reads_mongodb_and_still_gets_every_line_once(
     app.write("win", 1_i64, &["[DONE]"]).await;
     assert_gets_every_line_once(client, 20, 25).await;
     assert_eq!(app.metric("sse_logs_window_resumes_total"), 0.0, "no window, no resume from one");
+}
+
+#[tokio::test]
+async fn a_resume_of_a_log_whose_id_is_stored_in_two_forms_reads_each_form_on_its_own() {
+    // Without windows, a resume reads MongoDB: by `_id` range, one query per form of the id
+    // (an `$in` beside the range makes the test server read every log of the type).
+    let (app, proxy) = spawn_app_counting(&[("WINDOW__BYTES_PER_LOG", "0")]).await;
+    let documents: Vec<bson::Document> = (1..=30)
+        .map(|n: u32| {
+            let id = if n.is_multiple_of(3) { bson::Bson::String("7".into()) } else { bson::Bson::Int64(7) };
+            bson::doc! { "_id": bson::oid::ObjectId::new(), "type": "two", "id": id, "log": format!("line {n}") }
+        })
+        .collect();
+    app.logs.insert_many(documents).await.unwrap();
+    let request = app.http.get(app.stream_url("two", "7", "")).header("Last-Event-ID", "20");
+    let mut client = app.get_stream_with(request).await;
+    let expected: Vec<String> = (21..=30).map(|n| format!("line {n}")).collect();
+    assert_eq!(take_data(&mut client, 10).await, expected);
+    assert_eq!(proxy.count(IN_BESIDE_ID_RANGE), 0, "{:?}", proxy.counts());
 }
