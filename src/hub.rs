@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 mod window;
 
-use window::{Begin, Windows};
+use window::{Begin, Reach, Windows};
 pub(crate) use window::{Bounds, Resume};
 
 use crate::backoff::Backoff;
@@ -185,6 +185,33 @@ impl Hub {
             Err(err) => {
                 tracing::warn!(error = %err, log_type = %key.log_type, id = %key.id, "reading a log's last lines failed; its viewers read MongoDB themselves");
                 state.windows.fail(key);
+            }
+        }
+    }
+
+    /// Makes `key`'s window reach back to position `from` if it can (`window/reach.rs`): one read
+    /// of the lines between, shared by the viewers that ask meanwhile.
+    pub async fn reach_back(&self, store: &Store, key: &LogKey, from: u64) {
+        // Twice at most: after a read, or after waiting for another, the window says.
+        for _ in 0..2 {
+            let reach = self.lock().windows.reach(key, from);
+            match reach {
+                Reach::Done => return,
+                Reach::Wait(mut done) => {
+                    let _ = done.wait_for(|done| *done).await;
+                }
+                Reach::Read { before, first, count } => {
+                    // A task of its own, as for a fill: the others wait on it.
+                    let (hub, store, key) = (self.clone(), store.clone(), key.clone());
+                    let _ = tokio::spawn(async move {
+                        let read = store.older(&key, before, count).await;
+                        if let Err(err) = &read {
+                            tracing::warn!(error = %err, log_type = %key.log_type, id = %key.id, "reading the lines before a log's window failed; its viewers read MongoDB themselves");
+                        }
+                        hub.lock().windows.reached(&key, before, first, count, read.ok());
+                    })
+                    .await;
+                }
             }
         }
     }

@@ -21,6 +21,9 @@ use tokio::sync::watch;
 use crate::event::Live;
 use crate::log::{LogKey, LogLine};
 
+mod reach;
+pub(crate) use reach::Reach;
+
 /// What a line is taken to cost in memory, beyond its text.
 const LINE_OVERHEAD: usize = 160;
 
@@ -60,6 +63,8 @@ struct Window {
     bytes: usize,
     /// The position of its `[DONE]`, once heard or read.
     ended: Option<u64>,
+    /// A read reaching it further back is under way (`reach.rs`); says `true` when done.
+    reaching: Option<watch::Sender<bool>>,
 }
 
 impl Window {
@@ -118,6 +123,10 @@ pub(crate) struct Resume {
     /// (the read found them and the change stream has brought none of them or later ones): the
     /// viewer's queue may still bring them, and they must be dropped there.
     pub pending: Vec<ObjectId>,
+    /// The window's newest line: the viewer has every line up to it, so its queue may only
+    /// bring it newer ones (an older one is the change stream still catching up with lines
+    /// written before the window was read, whatever their age).
+    pub upto: ObjectId,
 }
 
 /// Where a caller stands with a log's window.
@@ -165,7 +174,8 @@ impl Windows {
         let Some(newest) = recent.last().map(|line| line.oid) else { return };
         let read: HashSet<ObjectId> = recent.iter().map(|line| line.oid).collect();
         let first = last + 1 - recent.len() as u64;
-        let mut window = Window { lines: VecDeque::new(), first, last_oid: newest, bytes: 0, ended: None };
+        let mut window =
+            Window { lines: VecDeque::new(), first, last_oid: newest, bytes: 0, ended: None, reaching: None };
         let heard_ids: HashSet<ObjectId> = heard.iter().map(|live| live.oid).collect();
         for line in recent {
             let dispatched = heard_ids.contains(&line.oid);
@@ -242,7 +252,7 @@ impl Windows {
         let lines = window.lines.iter().enumerate().skip(skip);
         let lines = lines.map(|(at, (live, _))| (window.first + at as u64, live.clone())).collect();
         let pending = window.lines.iter().filter(|(_, sent)| !sent).map(|(live, _)| live.oid).collect();
-        Some(Resume { lines, pending })
+        Some(Resume { lines, pending, upto: window.last_oid })
     }
 
     /// `Some(end)` when the window knows whether the log has ended (`end`: its `[DONE]`'s position).

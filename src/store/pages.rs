@@ -66,13 +66,23 @@ impl Store {
         upto: ObjectId,
         k: u64,
     ) -> Result<Vec<LogLine>> {
+        let mut range = doc! { "$lte": upto };
+        if let Some(since) = since {
+            range.insert("$gte", since);
+        }
+        self.newest_in(key, range, k).await
+    }
+
+    /// The newest `k` lines before `before`, oldest first: what a window reaching back reads.
+    pub async fn older(&self, key: &LogKey, before: ObjectId, k: u64) -> Result<Vec<LogLine>> {
+        self.newest_in(key, doc! { "$lt": before }, k).await
+    }
+
+    /// The newest `k` lines in an `_id` range, oldest first; one query per form of the id.
+    async fn newest_in(&self, key: &LogKey, range: Document, k: u64) -> Result<Vec<LogLine>> {
         let mut found: Vec<LogLine> = Vec::new();
         for mut filter in key.exact_filters() {
-            let mut range = doc! { "$lte": upto };
-            if let Some(since) = since {
-                range.insert("$gte", since);
-            }
-            filter.insert("_id", range);
+            filter.insert("_id", range.clone());
             let mut cursor = self.newest(filter, k).await?;
             // An unreadable document has no ObjectId: it ends the window's reach backwards.
             while let Some(Stored::Line(line)) = cursor.next().await? {

@@ -89,3 +89,60 @@ async fn a_thousand_viewers_resuming_at_once_get_every_line_once_for_a_handful_o
         "{queries} query commands for {VIEWERS} resuming viewers (at most {MOST_QUERIES} wanted): {storm:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_coming_back_from_before_the_window_share_one_read_of_the_lines_before_it() {
+    // 3,000 lines: a window starts with the last 1,000, so these viewers, 1,300 to 1,600 lines
+    // back, are before it; the first of them reads the lines before it once for all.
+    const WRITTEN: usize = 3000;
+    const BACK: usize = 300;
+    let (app, proxy) = spawn_app_counting(&[]).await;
+    let app = Arc::new(app);
+    // Followed while written, so the hub has seen every line go by (as in the storm above).
+    let mut watcher = app.get_stream(&app.stream_url("behind", "1", "")).await;
+    for chunk in lines(1, WRITTEN).chunks(500) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        app.write("behind", 1_i64, &refs).await;
+    }
+    assert_eq!(take_data(&mut watcher, WRITTEN).await.last().map(String::as_str), Some("line 3000"));
+    let before = proxy.counts();
+    let resumes = app.metric("sse_logs_window_resumes_total");
+    let (go_tx, go) = tokio::sync::watch::channel(false);
+    let viewers: Vec<_> = (0..BACK)
+        .map(|k| {
+            let (app, mut go) = (app.clone(), go.clone());
+            let from = 1400 + k;
+            tokio::spawn(async move {
+                go.wait_for(|go| *go).await.unwrap();
+                let request =
+                    app.http.get(app.stream_url("behind", "1", "")).header("Last-Event-ID", from.to_string());
+                assert_gets_every_line_once(app.get_stream_with(request).await, from, WRITTEN + 20).await;
+            })
+        })
+        .collect();
+    drop(go);
+    let started = Instant::now();
+    go_tx.send_replace(true);
+    for chunk in lines(WRITTEN + 1, WRITTEN + 20).chunks(5) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        app.write("behind", 1_i64, &refs).await;
+    }
+    app.write("behind", 1_i64, &["[DONE]"]).await;
+    for viewer in viewers {
+        tokio::time::timeout(PATIENCE * 3, viewer).await.expect("in time").expect("every line once");
+    }
+    let after = proxy.counts();
+    let queries: u64 = ["find", "aggregate", "getMore"]
+        .iter()
+        .map(|name| after.get(*name).copied().unwrap_or(0) - before.get(*name).copied().unwrap_or(0))
+        .sum();
+    println!(
+        "{BACK} viewers from before the window: every line once in {:.2} s, {queries} query commands",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(app.metric("sse_logs_window_resumes_total") - resumes, BACK as f64, "all from memory");
+    // The window's read (3 to 6), the read before it (1 to 3), and a margin: a handful, where a
+    // read per viewer made 2,108 without the reach.
+    assert!(queries <= 15, "{queries} query commands for {BACK} viewers: {after:?} (before: {before:?})");
+    drop(watcher);
+}

@@ -110,3 +110,35 @@ async fn a_resume_of_a_log_whose_id_is_stored_in_two_forms_reads_each_form_on_it
     assert_eq!(take_data(&mut client, 10).await, expected);
     assert_eq!(proxy.count(IN_BESIDE_ID_RANGE), 0, "{:?}", proxy.counts());
 }
+
+#[tokio::test]
+async fn a_window_reaches_back_as_far_as_its_bound_allows_and_a_resume_before_that_reads_mongodb() {
+    // Room for the window's first read (the last 1,000 lines: 501..=1500) and 100 lines more.
+    let per_log = (499 * LINE_COST + 501 * (LINE_COST + 1) + 100 * LINE_COST).to_string();
+    let app = spawn_app_with(&[("window.bytes_per_log", per_log.as_str())]).await;
+    // Followed while written, so the hub has heard every line before the viewers come back.
+    let mut watcher = app.get_stream(&app.stream_url("win", "1", "")).await;
+    write(&app, 1, 1500).await;
+    assert_eq!(take_data(&mut watcher, 1500).await.len(), 1500);
+    let resume = |from: usize| {
+        let request = app.http.get(app.stream_url("win", "1", "")).header("Last-Event-ID", from.to_string());
+        app.get_stream_with(request)
+    };
+    let before = app.metric("sse_logs_window_resumes_total");
+    let mut resumed = Vec::new();
+    // The first makes the window reach back: it reads lines 1..=500 and keeps 401..=500, so
+    // the window starts at 401, one line after what this viewer needs.
+    for from in [399, 400, 401, 450] {
+        let mut client = resume(from).await;
+        assert_eq!(take_data(&mut client, 1).await, [format!("line {}", from + 1)]);
+        resumed.push((client, from + 1));
+    }
+    write(&app, 1501, 1510).await;
+    app.write("win", 1_i64, &["[DONE]"]).await;
+    for (client, from) in resumed {
+        assert_gets_every_line_once(client, from, 1510).await;
+    }
+    let from_memory = app.metric("sse_logs_window_resumes_total") - before;
+    assert_eq!(from_memory, 3.0, "at the window's new start and inside it; not before it");
+    drop(watcher);
+}
