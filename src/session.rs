@@ -153,7 +153,7 @@ impl Session {
     /// are remembered as a backlog's are (those made since the horizon's margin), so the queue
     /// does not give them again, those before the position too; and the queue's lines up to the
     /// window's newest are dropped, whatever their age (a change stream still catching up with
-    /// lines older than the window; seen once in a test as "line 1" given as line 201).
+    /// lines older than the window gave "line 1" as line 201: `window::a_viewer_that_joined_...`).
     async fn give_window(&mut self, resume: Resume, horizon: SystemTime) -> Result<(), Break> {
         self.service.metrics.window_resumes.inc();
         let cutoff = horizon.checked_sub(DEDUP_MARGIN).unwrap_or(SystemTime::UNIX_EPOCH);

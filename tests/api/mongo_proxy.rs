@@ -12,12 +12,14 @@
 //! returned as `getMore $changeStream`, so `find + aggregate + getMore` are the reads viewers cost.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bson::{Bson, Document};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 /// Counted (besides the command's name) for a read whose filter has an `$in` on `id` beside a
 /// range on `_id`: one the test server does not plan on the `{type, id, _id}` index.
@@ -41,6 +43,8 @@ pub struct MongoProxy {
     pub port: u16,
     tally: Arc<Mutex<Tally>>,
     task: tokio::task::JoinHandle<()>,
+    /// While `true`, replies on the change stream's connections wait (see `hold_change_stream`).
+    held: watch::Sender<bool>,
 }
 
 impl MongoProxy {
@@ -51,24 +55,32 @@ impl MongoProxy {
         let port = listener.local_addr().unwrap().port();
         let tally = Arc::new(Mutex::new(Tally::default()));
         let shared = tally.clone();
+        let (held, holding) = watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((inbound, _)) = listener.accept().await else { continue };
-                let (upstream, tally) = (upstream.clone(), shared.clone());
+                let (upstream, tally, holding) = (upstream.clone(), shared.clone(), holding.clone());
                 tokio::spawn(async move {
                     let Ok(outbound) = TcpStream::connect(&upstream).await else { return };
                     let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
-                    relay(inbound, outbound, tally).await;
+                    relay(inbound, outbound, tally, holding).await;
                 });
             }
         });
-        Self { port, tally, task }
+        Self { port, tally, task, held }
     }
 
     /// The URI to give the app. `directConnection`: a driver that discovered the server's own
     /// address from `hello` would connect there and bypass the proxy.
     pub fn uri(&self) -> String {
         format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+
+    /// Holds back (or, with `false`, lets go) what the server answers on the connections that
+    /// carry a change stream: the service's stream then lags behind the writers, as a busy one
+    /// does, by as much as the test writes meanwhile.
+    pub fn hold_change_stream(&self, hold: bool) {
+        self.held.send_replace(hold);
     }
 
     /// Commands of that name seen so far (`find`, `aggregate $changeStream`, ...).
@@ -100,16 +112,28 @@ fn first_host(uri: &str) -> String {
     host.split(',').next().unwrap_or(host).to_owned()
 }
 
-async fn relay(inbound: TcpStream, outbound: TcpStream, tally: Arc<Mutex<Tally>>) {
+async fn relay(
+    inbound: TcpStream,
+    outbound: TcpStream,
+    tally: Arc<Mutex<Tally>>,
+    holding: watch::Receiver<bool>,
+) {
     let (client_read, client_write) = inbound.into_split();
     let (server_read, server_write) = outbound.into_split();
     // Request ids of this connection's change-stream `aggregate`s, whose replies name the cursor.
     let opening = Arc::new(Mutex::new(HashSet::<i32>::new()));
+    // Whether this connection has carried a change stream's commands (its replies can be held).
+    let streaming = Arc::new(AtomicBool::new(false));
     let requests = {
-        let (tally, opening) = (tally.clone(), opening.clone());
-        pump(client_read, server_write, move |message| on_request(message, &tally, &opening))
+        let (tally, opening, streaming) = (tally.clone(), opening.clone(), streaming.clone());
+        pump(client_read, server_write, None, move |message| {
+            if on_request(message, &tally, &opening) {
+                streaming.store(true, Ordering::SeqCst);
+            }
+        })
     };
-    let replies = pump(server_read, client_write, move |message| on_reply(message, &tally, &opening));
+    let hold = Some((streaming, holding));
+    let replies = pump(server_read, client_write, hold, move |message| on_reply(message, &tally, &opening));
     // Either side closing ends the connection, as a direct one would.
     tokio::select! {
         () = requests => {}
@@ -119,7 +143,13 @@ async fn relay(inbound: TcpStream, outbound: TcpStream, tally: Arc<Mutex<Tally>>
 
 /// Forwards whole wire messages from `from` to `to`, showing each to `inspect` before it goes on
 /// (so a cursor id is recorded before the client can use it).
-async fn pump(from: OwnedReadHalf, mut to: OwnedWriteHalf, mut inspect: impl FnMut(&[u8])) {
+/// With `hold`, a message waits while the proxy holds replies, if the connection streams.
+async fn pump(
+    from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    mut hold: Option<(Arc<AtomicBool>, watch::Receiver<bool>)>,
+    mut inspect: impl FnMut(&[u8]),
+) {
     let mut from = BufReader::new(from);
     let mut message = Vec::new();
     loop {
@@ -138,6 +168,11 @@ async fn pump(from: OwnedReadHalf, mut to: OwnedWriteHalf, mut inspect: impl FnM
             break;
         }
         inspect(&message);
+        if let Some((streaming, holding)) = hold.as_mut() {
+            if streaming.load(Ordering::SeqCst) && holding.wait_for(|held| !*held).await.is_err() {
+                break;
+            }
+        }
         if to.write_all(&message).await.is_err() {
             break;
         }
@@ -145,7 +180,8 @@ async fn pump(from: OwnedReadHalf, mut to: OwnedWriteHalf, mut inspect: impl FnM
     let _ = to.shutdown().await;
 }
 
-fn on_request(message: &[u8], tally: &Mutex<Tally>, opening: &Mutex<HashSet<i32>>) {
+/// Counts a request; true when it is a change stream's (its `aggregate` or a `getMore` on it).
+fn on_request(message: &[u8], tally: &Mutex<Tally>, opening: &Mutex<HashSet<i32>>) -> bool {
     let name = match (opcode(message), body(message)) {
         (OP_MSG | OP_QUERY, Some(command)) => {
             let name = command.keys().next().cloned().unwrap_or_default();
@@ -175,7 +211,9 @@ fn on_request(message: &[u8], tally: &Mutex<Tally>, opening: &Mutex<HashSet<i32>
         }
         (code, _) => format!("opcode {code}"),
     };
+    let streams = name.ends_with("$changeStream");
     *tally.lock().unwrap().counts.entry(name).or_default() += 1;
+    streams
 }
 
 /// Whether a `find`'s filter, or an `aggregate`'s first `$match`, has an `$in` on `id` and an

@@ -142,3 +142,21 @@ async fn a_window_reaches_back_as_far_as_its_bound_allows_and_a_resume_before_th
     assert_eq!(from_memory, 3.0, "at the window's new start and inside it; not before it");
     drop(watcher);
 }
+
+#[tokio::test]
+async fn a_viewer_that_joined_a_window_is_never_given_older_lines_a_lagging_change_stream_brings_later() {
+    let per_log = FIFTY_LINES.to_string();
+    let (app, proxy) = spawn_app_counting(&[("window.bytes_per_log", per_log.as_str())]).await;
+    // The service's change stream hears nothing until let go: it lags behind the writer.
+    proxy.hold_change_stream(true);
+    write(&app, 1, 200).await;
+    // At the live edge: the window, read from MongoDB, holds 151..=200 and nothing after.
+    let request = app.http.get(app.stream_url("win", "1", "")).header("Last-Event-ID", "200");
+    let client = app.get_stream_with(request).await;
+    // Let go: the stream brings lines 1..=200 (1..=150 older than the window), then new ones.
+    proxy.hold_change_stream(false);
+    write(&app, 201, 205).await;
+    app.write("win", 1_i64, &["[DONE]"]).await;
+    assert_gets_every_line_once(client, 200, 205).await;
+    assert_eq!(app.metric("sse_logs_window_resumes_total"), 1.0, "it had joined the window");
+}
