@@ -7,9 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::flights::Flights;
-
 use crate::config::SseSettings;
+use crate::flights::Flights;
 use crate::hub::Hub;
 use crate::index::Index;
 use crate::log::LogKey;
@@ -81,7 +80,7 @@ impl Service {
     /// Up to `limit` positions of the log after `from`. Requests that arrive while the same page
     /// of the same ended log is read share that read.
     pub async fn page(&self, key: &LogKey, from: u64, limit: u64) -> mongodb::error::Result<Arc<Page>> {
-        if self.index.known(key).await.is_none() {
+        if !self.index.has_ended(key) {
             return Ok(Arc::new(self.store.page(key, from, limit).await?));
         }
         let (store, log) = (self.store.clone(), key.clone());

@@ -374,6 +374,11 @@ impl Index {
         }
     }
 
+    /// Whether the index has heard `key` end (its `[DONE]`): then what is stored up to it stays.
+    pub fn has_ended(&self, key: &LogKey) -> bool {
+        self.lock().logs.get(key).is_some_and(|entry| entry.done)
+    }
+
     /// The changes from now on.
     pub fn changes(&self) -> broadcast::Receiver<Change> {
         self.shared.changes.subscribe()
