@@ -107,7 +107,7 @@ impl Session {
                 let (mut subscription, window) = self.subscribe().await;
                 self.had_upto = None;
                 match window {
-                    Some(resume) => self.give_window(resume, subscription.horizon).await?,
+                    Some(resume) => self.give_window(resume).await?,
                     None => Box::pin(self.catch_up(subscription.horizon)).await?,
                 }
                 self.follow(&mut subscription).await
@@ -148,17 +148,12 @@ impl Session {
         }
     }
 
-    /// Gives the window's lines after the client's position: no MongoDB read. The window's
-    /// lines the hub may not have dispatched yet (its read can be ahead of the change stream)
-    /// are remembered as a backlog's are (those made since the horizon's margin), so the queue
-    /// does not give them again, those before the position too; and the queue's lines up to the
-    /// window's newest are dropped, whatever their age (a change stream still catching up with
+    /// Gives the window's lines after the client's position: no MongoDB read. The queue's lines
+    /// up to the window's newest are then dropped, whatever their age: the change stream may
+    /// still bring lines the window's read found first, or older ones (a stream catching up with
     /// lines older than the window gave "line 1" as line 201: `window::a_viewer_that_joined_...`).
-    async fn give_window(&mut self, resume: Resume, horizon: SystemTime) -> Result<(), Break> {
+    async fn give_window(&mut self, resume: Resume) -> Result<(), Break> {
         self.service.metrics.window_resumes.inc();
-        let cutoff = horizon.checked_sub(DEDUP_MARGIN).unwrap_or(SystemTime::UNIX_EPOCH);
-        let recent = resume.pending.into_iter().filter(|oid| SystemTime::from(oid.timestamp()) >= cutoff);
-        self.seen.extend(recent);
         self.had_upto = Some(resume.upto);
         self.pos = self.from;
         for (n, live) in resume.lines {

@@ -52,12 +52,12 @@ enum Slot {
     Ready(Window),
 }
 
-/// Positions `first..next` of one log, the newest last; each line says whether the hub is known
-/// to have dispatched it (a line the read found may still be on its way through the change
-/// stream). The known ones are a prefix: the stream brings a log's lines in `_id` order.
+/// Positions `first..next` of one log, the newest last. Lines the read found may still be on
+/// their way through the change stream: a viewer that joins drops its queue's lines up to the
+/// window's newest (`Resume::upto`), so it never matters which.
 #[derive(Debug)]
 struct Window {
-    lines: VecDeque<(Arc<Live>, bool)>,
+    lines: VecDeque<Arc<Live>>,
     first: u64,
     last_oid: ObjectId,
     bytes: usize,
@@ -73,38 +73,23 @@ impl Window {
     }
 
     /// Appends the next line; returns the bytes it adds.
-    /// Marks the lines up to the one at `at` dispatched: the change stream brings a log's lines
-    /// in `_id` order, so when it brings one, every line before it came already.
-    fn dispatched_upto(&mut self, at: usize) {
-        for (_, sent) in self.lines.range_mut(..=at).rev() {
-            if *sent {
-                break;
-            }
-            *sent = true;
-        }
-    }
-
-    fn push(&mut self, live: Arc<Live>, dispatched: bool) -> usize {
-        if dispatched && !self.lines.is_empty() {
-            self.dispatched_upto(self.lines.len() - 1);
-        }
+    fn push(&mut self, live: Arc<Live>) -> usize {
         let size = cost(&live);
         self.bytes += size;
         self.last_oid = live.oid;
         if live.is_done() {
             self.ended = Some(self.next());
         }
-        self.lines.push_back((live, dispatched));
+        self.lines.push_back(live);
         size
     }
 
     /// Drops the oldest lines down to `bound` bytes (the newest always stays); returns the bytes
-    /// it freed. Lines the hub had not dispatched are the newest (the stream's lag behind the
-    /// read), so only a lag longer than the whole bound could drop one.
+    /// it freed.
     fn trim(&mut self, bound: usize) -> usize {
         let mut freed = 0;
         while self.bytes > bound && self.lines.len() > 1 {
-            let Some((oldest, _)) = self.lines.pop_front() else { break };
+            let Some(oldest) = self.lines.pop_front() else { break };
             let size = cost(&oldest);
             self.bytes -= size;
             freed += size;
@@ -119,13 +104,9 @@ impl Window {
 pub(crate) struct Resume {
     /// The lines after the position, each with its own.
     pub lines: Vec<(u64, Arc<Live>)>,
-    /// The window's lines (before the position too) that the hub may not have dispatched yet
-    /// (the read found them and the change stream has brought none of them or later ones): the
-    /// viewer's queue may still bring them, and they must be dropped there.
-    pub pending: Vec<ObjectId>,
     /// The window's newest line: the viewer has every line up to it, so its queue may only
-    /// bring it newer ones (an older one is the change stream still catching up with lines
-    /// written before the window was read, whatever their age).
+    /// bring it newer ones (an older one is the change stream still catching up: a line the
+    /// window's read found before the stream brought it, or one written before the window).
     pub upto: ObjectId,
 }
 
@@ -176,10 +157,8 @@ impl Windows {
         let first = last + 1 - recent.len() as u64;
         let mut window =
             Window { lines: VecDeque::new(), first, last_oid: newest, bytes: 0, ended: None, reaching: None };
-        let heard_ids: HashSet<ObjectId> = heard.iter().map(|live| live.oid).collect();
         for line in recent {
-            let dispatched = heard_ids.contains(&line.oid);
-            window.push(Arc::new(Live::new(line)), dispatched);
+            window.push(Arc::new(Live::new(line)));
         }
         for live in heard {
             if read.contains(&live.oid) {
@@ -188,7 +167,7 @@ impl Windows {
             if live.oid < window.last_oid {
                 return;
             }
-            window.push(live, true);
+            window.push(live);
         }
         window.trim(self.bounds.per_log);
         self.bytes += window.bytes;
@@ -221,12 +200,10 @@ impl Windows {
             }
             Slot::Ready(window) => {
                 if live.oid <= window.last_oid {
-                    // The read found it before the change stream brought it: now dispatched.
-                    let known = window.lines.iter().rposition(|(line, _)| line.oid == live.oid);
-                    match known {
-                        Some(at) => window.dispatched_upto(at),
-                        // Out of `_id` order: positions would be guesses from here on.
-                        None => self.remove(key),
+                    // The read found it before the change stream brought it, or it is out of
+                    // `_id` order: then positions would be guesses from here on.
+                    if !window.lines.iter().rev().any(|line| line.oid == live.oid) {
+                        self.remove(key);
                     }
                     return;
                 }
@@ -234,7 +211,7 @@ impl Windows {
                     self.remove(key);
                     return;
                 }
-                let added = window.push(live.clone(), true);
+                let added = window.push(live.clone());
                 let freed = window.trim(self.bounds.per_log);
                 self.bytes = self.bytes + added - freed;
                 self.bound_total(key);
@@ -250,9 +227,8 @@ impl Windows {
         }
         let skip = usize::try_from(from + 1 - window.first).ok()?;
         let lines = window.lines.iter().enumerate().skip(skip);
-        let lines = lines.map(|(at, (live, _))| (window.first + at as u64, live.clone())).collect();
-        let pending = window.lines.iter().filter(|(_, sent)| !sent).map(|(live, _)| live.oid).collect();
-        Some(Resume { lines, pending, upto: window.last_oid })
+        let lines = lines.map(|(at, live)| (window.first + at as u64, live.clone())).collect();
+        Some(Resume { lines, upto: window.last_oid })
     }
 
     /// `Some(end)` when the window knows whether the log has ended (`end`: its `[DONE]`'s position).

@@ -47,7 +47,7 @@ impl Windows {
             return Reach::Wait(reading.subscribe());
         }
         let needed = window.first - 1 - from;
-        let Some((oldest, _)) = window.lines.front() else { return Reach::Done };
+        let Some(oldest) = window.lines.front() else { return Reach::Done };
         if needed > MOST || window.bytes >= per_log {
             return Reach::Done;
         }
@@ -72,16 +72,13 @@ impl Windows {
             let _ = reading.send(true);
         }
         let Some(read) = read else { return };
-        let unchanged =
-            window.first == first && window.lines.front().map(|(line, _)| line.oid) == Some(before);
+        let unchanged = window.first == first && window.lines.front().map(|line| line.oid) == Some(before);
         let found = read.len() as u64;
         // A short read reached the log's start, so the window's first line must be just after.
         let fits = found == count || found == first - 1;
         if !unchanged || !fits || found > first - 1 {
             return;
         }
-        // The lines before a line the hub may not have dispatched may not be dispatched either.
-        let dispatched = window.lines.front().is_some_and(|(_, sent)| *sent);
         let mut added = 0;
         for line in read.into_iter().rev() {
             let size = cost(&line);
@@ -91,7 +88,7 @@ impl Windows {
             window.bytes += size;
             added += size;
             window.first -= 1;
-            window.lines.push_front((Arc::new(Live::new(line)), dispatched));
+            window.lines.push_front(Arc::new(Live::new(line)));
         }
         self.bytes += added;
         self.bound_total(key);
