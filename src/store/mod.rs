@@ -62,6 +62,31 @@ pub(crate) struct Page {
     pub ending: Ending,
 }
 
+impl Page {
+    /// An empty page whose first document will be position `from + 1`.
+    fn starting(from: u64) -> Self {
+        Page { lines: Vec::new(), times: Vec::new(), next: from, done: false, ending: Ending::default() }
+    }
+
+    /// Takes the next document; true at `[DONE]`, after which the page is complete.
+    fn take(&mut self, stored: Stored) -> bool {
+        self.next += 1;
+        match stored {
+            Stored::Line(line) if line.is_done() => {
+                self.done = true;
+                self.ending = line.ending;
+                true
+            }
+            Stored::Line(line) => {
+                self.times.push(line.time_ms());
+                self.lines.push(line.text);
+                false
+            }
+            Stored::Unreadable => false,
+        }
+    }
+}
+
 /// What a line cursor yields: every document takes a line position, readable or not.
 #[derive(Debug)]
 pub(crate) enum Stored {

@@ -7,7 +7,7 @@ use mongodb::error::Result;
 use mongodb::Collection;
 
 use super::{LineCursor, Page, Store, Stored, BATCH_SIZE};
-use crate::log::{Ending, LogKey, LogLine};
+use crate::log::{LogKey, LogLine};
 
 impl Store {
     /// Up to `limit` positions of the log after `from`, stopping at `[DONE]`.
@@ -23,21 +23,10 @@ impl Store {
                 .await
         };
         let mut cursor = self.cursor(self.query(find).await?);
-        let mut page =
-            Page { lines: Vec::new(), times: Vec::new(), next: from, done: false, ending: Ending::default() };
+        let mut page = Page::starting(from);
         while let Some(stored) = cursor.next().await? {
-            page.next += 1;
-            match stored {
-                Stored::Line(line) if line.is_done() => {
-                    page.done = true;
-                    page.ending = line.ending;
-                    return Ok(page);
-                }
-                Stored::Line(line) => {
-                    page.times.push(line.time_ms());
-                    page.lines.push(line.text);
-                }
-                Stored::Unreadable => {}
+            if page.take(stored) {
+                return Ok(page);
             }
         }
         if page.lines.is_empty() && from > 0 {

@@ -15,7 +15,7 @@ use bson::oid::ObjectId;
 use mongodb::error::Result;
 
 use super::{oid_at, Page, Store, Stored};
-use crate::log::{Ending, LogKey};
+use crate::log::LogKey;
 
 /// What the index knows of a log (see [`crate::index::Index::known`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,26 +96,10 @@ fn seconds(oid: ObjectId) -> u64 {
 /// The page of `window` (oldest first) whose first document is position `from + 1`, ending at
 /// `[DONE]` if it holds one.
 fn page_of(from: u64, window: Vec<Stored>) -> Page {
-    let mut page = Page {
-        lines: Vec::with_capacity(window.len()),
-        times: Vec::with_capacity(window.len()),
-        next: from,
-        done: false,
-        ending: Ending::default(),
-    };
+    let mut page = Page::starting(from);
     for stored in window {
-        page.next += 1;
-        match stored {
-            Stored::Line(line) if line.is_done() => {
-                page.done = true;
-                page.ending = line.ending;
-                break;
-            }
-            Stored::Line(line) => {
-                page.times.push(line.time_ms());
-                page.lines.push(line.text);
-            }
-            Stored::Unreadable => {}
+        if page.take(stored) {
+            break;
         }
     }
     page
