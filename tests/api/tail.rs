@@ -34,6 +34,16 @@ async fn write(app: &TestApp, id: impl Into<Bson>, lines: &[String]) {
     app.write("ci", id, &refs).await;
 }
 
+/// Writes lines 1..=`total` of `ci/{id}` (`chunk` a batch) and `[DONE]`, then waits until the
+/// index lists the log at its full length.
+async fn write_ended(app: &TestApp, events: &mut SseClient, id: &str, total: u32, chunk: usize) {
+    for lines in numbered(1..=total).chunks(chunk) {
+        write(app, id, lines).await;
+    }
+    app.write("ci", id, &["[DONE]"]).await;
+    listed(events, id, u64::from(total) + 1).await;
+}
+
 /// `sse_logs_tail_reads_total{how}`.
 fn tails_by(app: &TestApp, how: &str) -> f64 {
     let series = format!("sse_logs_tail_reads_total{{how=\"{how}\"}} ");
@@ -46,11 +56,7 @@ fn tails_by(app: &TestApp, how: &str) -> f64 {
 async fn the_tail_of_an_ended_log_takes_its_position_from_the_index() {
     let app = spawn_app().await;
     let mut events = index_events(&app).await;
-    for chunk in numbered(1..=3000).chunks(1000) {
-        write(&app, "long", chunk).await;
-    }
-    app.write("ci", "long", &["[DONE]"]).await;
-    listed(&mut events, "long", 3001).await;
+    write_ended(&app, &mut events, "long", 3000, 1000).await;
 
     let tail = get_json(&app, "/api/v1/logs/ci/long?tail=100").await;
     assert_eq!((tails_by(&app, "index"), tails_by(&app, "count")), (1.0, 0.0));
@@ -151,12 +157,8 @@ async fn lines_the_change_stream_never_told_do_not_shift_the_tail() {
     server.start();
     let app = spawn_app_against(&server.uri(), &[], true).await;
     let mut events = index_events(&app).await;
-    for chunk in numbered(1..=20_000).chunks(5000) {
-        write(&app, "burst", chunk).await;
-    }
-    app.write("ci", "burst", &["[DONE]"]).await;
     // Once ended, the log is counted and listed at its true length.
-    listed(&mut events, "burst", 20_001).await;
+    write_ended(&app, &mut events, "burst", 20_000, 5000).await;
 
     let tail = get_json(&app, "/api/v1/logs/ci/burst?tail=3").await;
     assert_eq!(
@@ -173,11 +175,7 @@ async fn lines_the_change_stream_never_told_do_not_shift_the_tail() {
 async fn two_hundred_viewers_opening_an_ended_log_at_once_share_its_reads() {
     let (app, proxy) = spawn_app_counting(&[]).await;
     let mut events = index_events(&app).await;
-    for chunk in numbered(1..=20_000).chunks(5000) {
-        write(&app, "shared", chunk).await;
-    }
-    app.write("ci", "shared", &["[DONE]"]).await;
-    listed(&mut events, "shared", 20_001).await;
+    write_ended(&app, &mut events, "shared", 20_000, 5000).await;
     // Once counted (a tail waits for the count), every tail is the same read.
     let first = get_json(&app, "/api/v1/logs/ci/shared?tail=10000").await;
     for path in ["/api/v1/logs/ci/shared?tail=10000", "/api/v1/logs/ci/shared?from=0&limit=10000"] {

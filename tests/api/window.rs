@@ -14,6 +14,12 @@ fn lines(from: usize, to: usize) -> Vec<String> {
     (from..=to).map(|n| format!("line {n}")).collect()
 }
 
+/// A viewer of `win/1` coming back with `Last-Event-ID: from`.
+async fn resume(app: &crate::helpers::TestApp, from: usize) -> crate::helpers::SseClient {
+    let request = app.http.get(app.stream_url("win", "1", "")).header("Last-Event-ID", from.to_string());
+    app.get_stream_with(request).await
+}
+
 async fn write(app: &crate::helpers::TestApp, from: usize, to: usize) {
     let lines = lines(from, to);
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
@@ -26,19 +32,15 @@ async fn resumes_on_both_sides_of_the_windows_edges_get_every_line_once_and_only
     let app = spawn_app_with(&[("window.bytes_per_log", per_log.as_str())]).await;
     write(&app, 1, 200).await;
     // The window holds lines 151..=200. Each viewer resumes with its Last-Event-ID.
-    let resume = |from: usize| {
-        let request = app.http.get(app.stream_url("win", "1", "")).header("Last-Event-ID", from.to_string());
-        app.get_stream_with(request)
-    };
     let before = app.metric("sse_logs_window_resumes_total");
     let mut resumed = Vec::new();
     for from in [100, 149, 150, 175] {
-        let mut client = resume(from).await;
+        let mut client = resume(&app, from).await;
         // Its first line: it has joined (from the window or from MongoDB) before the log moves on.
         assert_eq!(take_data(&mut client, 1).await, [format!("line {}", from + 1)]);
         resumed.push((client, from + 1));
     }
-    let mut live_edge = resume(200).await;
+    let mut live_edge = resume(&app, 200).await;
     // Then the log goes on, past the window's first state (its oldest lines leave it), and ends.
     write(&app, 201, 230).await;
     assert_eq!(take_data(&mut live_edge, 1).await, ["line 201"], "the live edge goes live");
@@ -54,7 +56,7 @@ async fn resumes_on_both_sides_of_the_windows_edges_get_every_line_once_and_only
     let done =
         app.http.get(app.stream_url("win", "1", "")).header("Last-Event-ID", "231").send().await.unwrap();
     assert_eq!(done.status(), 204);
-    let last = resume(230).await.collect_to_end().await;
+    let last = resume(&app, 230).await.collect_to_end().await;
     assert_eq!(last.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["[DONE]"]);
 }
 
@@ -62,8 +64,7 @@ async fn resumes_on_both_sides_of_the_windows_edges_get_every_line_once_and_only
 async fn a_resync_empties_the_windows_so_a_log_written_anew_is_never_served_from_the_old_one() {
     let app = spawn_app_with(&[]).await;
     write(&app, 1, 20).await;
-    let request = app.http.get(app.stream_url("win", "1", "")).header("Last-Event-ID", "10");
-    let mut first = app.get_stream_with(request).await;
+    let mut first = resume(&app, 10).await;
     assert_eq!(take_data(&mut first, 10).await, lines(11, 20));
     let resyncs = app.metric("sse_logs_resyncs_total");
     // Dropping the collection invalidates the change stream: the hub resyncs.
@@ -74,8 +75,7 @@ async fn a_resync_empties_the_windows_so_a_log_written_anew_is_never_served_from
         assert!(std::time::Instant::now() < deadline, "the hub resyncs after the collection is dropped");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let request = app.http.get(app.stream_url("win", "1", "")).header("Last-Event-ID", "3");
-    let mut again = app.get_stream_with(request).await;
+    let mut again = resume(&app, 3).await;
     assert_eq!(take_data(&mut again, 2).await, ["new 4", "new 5"]);
 }
 
@@ -84,8 +84,7 @@ async fn with_windows_off_a_resume_reads_mongodb_and_still_gets_every_line_once(
     let app = spawn_app_with(&[("window.bytes_per_log", "0")]).await;
     write(&app, 1, 20).await;
     // At the live edge: even a window of one line would serve this resume.
-    let request = app.http.get(app.stream_url("win", "1", "")).header("Last-Event-ID", "20");
-    let client = app.get_stream_with(request).await;
+    let client = resume(&app, 20).await;
     write(&app, 21, 25).await;
     app.write("win", 1_i64, &["[DONE]"]).await;
     assert_gets_every_line_once(client, 20, 25).await;
@@ -120,16 +119,12 @@ async fn a_window_reaches_back_as_far_as_its_bound_allows_and_a_resume_before_th
     let mut watcher = app.get_stream(&app.stream_url("win", "1", "")).await;
     write(&app, 1, 1500).await;
     assert_eq!(take_data(&mut watcher, 1500).await.len(), 1500);
-    let resume = |from: usize| {
-        let request = app.http.get(app.stream_url("win", "1", "")).header("Last-Event-ID", from.to_string());
-        app.get_stream_with(request)
-    };
     let before = app.metric("sse_logs_window_resumes_total");
     let mut resumed = Vec::new();
     // The first makes the window reach back: it reads lines 1..=500 and keeps 401..=500, so
     // the window starts at 401, one line after what this viewer needs.
     for from in [399, 400, 401, 450] {
-        let mut client = resume(from).await;
+        let mut client = resume(&app, from).await;
         assert_eq!(take_data(&mut client, 1).await, [format!("line {}", from + 1)]);
         resumed.push((client, from + 1));
     }
@@ -151,8 +146,7 @@ async fn a_viewer_that_joined_a_window_is_never_given_older_lines_a_lagging_chan
     proxy.hold_change_stream(true);
     write(&app, 1, 200).await;
     // At the live edge: the window, read from MongoDB, holds 151..=200 and nothing after.
-    let request = app.http.get(app.stream_url("win", "1", "")).header("Last-Event-ID", "200");
-    let client = app.get_stream_with(request).await;
+    let client = resume(&app, 200).await;
     // Let go: the stream brings lines 1..=200 (1..=150 older than the window), then new ones.
     proxy.hold_change_stream(false);
     write(&app, 201, 205).await;
