@@ -253,6 +253,9 @@ impl Index {
             let entry = Entry::new(oid, oid, 1, done.then_some(ending), at);
             if !done {
                 state.quiet.insert((entry.updated, key.clone()));
+            } else if self.shared.counts.try_send((key.clone(), oid)).is_ok() {
+                // First heard at its end: its length is anybody's guess until counted.
+                state.counting.insert(key.clone());
             }
             state.logs.insert(key.clone(), entry);
             state.order.insert((oid, key.clone()));
